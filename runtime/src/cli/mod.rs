@@ -1,0 +1,93 @@
+//! The `wisp` command line: `serve`, `up`, `run`. Each command parses its own options and
+//! prints its own `--help`; errors come back as one line for `main` to print.
+
+mod options;
+mod run;
+mod serve;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+const VERSION: &str = concat!("wisp ", env!("CARGO_PKG_VERSION"));
+
+const HELP: &str = "\
+wisp: a serverless runtime for edge devices; runs WebAssembly functions over HTTP
+
+Usage: wisp <COMMAND> [OPTIONS]
+
+Commands:
+  serve    Start a server (functions are deployed to it over HTTP)
+  up       Serve the functions a manifest (wisp.json) lists, building them first with --build
+  run      Run a WASI command module here, like `wasmtime run`
+  help     Show this help, or a command's: wisp help <COMMAND>
+
+Options:
+  -h, --help       Show help
+  -V, --version    Show the version
+
+Run `wisp <COMMAND> --help` for a command's options.
+";
+
+/// A command-line error: one line, shown as `wisp: <message>`.
+#[derive(Debug)]
+pub struct Error(pub String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<lexopt::Error> for Error {
+    fn from(e: lexopt::Error) -> Self {
+        Error(format!("{e} (see --help)"))
+    }
+}
+
+impl From<String> for Error {
+    fn from(e: String) -> Self {
+        Error(e)
+    }
+}
+
+/// Runs the command `args` (without the program name) names.
+pub fn main(args: Vec<OsString>) -> Result<ExitCode, Error> {
+    let mut parser = lexopt::Parser::from_args(args);
+    use lexopt::prelude::*;
+    let command = match parser.next()? {
+        Some(Value(command)) => command.string()?,
+        Some(Short('h') | Long("help")) | None => {
+            print!("{HELP}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Short('V') | Long("version")) => {
+            println!("{VERSION}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(other) => return Err(other.unexpected().into()),
+    };
+    match command.as_str() {
+        "serve" => serve::serve(parser),
+        "up" => serve::up(parser),
+        "run" => run::run(parser),
+        "help" => {
+            let topic = parser.next()?;
+            let text = match topic {
+                Some(Value(v)) => match v.string()?.as_str() {
+                    "serve" => serve::SERVE_HELP,
+                    "up" => serve::UP_HELP,
+                    "run" => run::HELP,
+                    other => return Err(Error(format!("no command `{other}`"))),
+                },
+                _ => HELP,
+            };
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        "version" => {
+            println!("{VERSION}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(Error(format!("no command `{other}` (see wisp --help)"))),
+    }
+}

@@ -1,0 +1,87 @@
+//! Options shared by commands: server settings and function limits.
+
+use std::time::Duration;
+
+use lexopt::ValueExt;
+
+use super::Error;
+use crate::engine::Limits;
+use crate::server::Options;
+
+pub const LIMIT_HELP: &str = "\
+Function limits (defaults for functions that set none):
+      --fuel <N>             Fuel (CPU) per invocation [default: 1000000000]
+      --timeout-ms <MS>      Wall-clock deadline per invocation [default: 10000]
+      --memory-mb <MB>       Linear memory cap per invocation [default: 64]
+      --max-depth <N>        Deepest nesting of wasm calls [default: 1024]
+      --stdout-kb <KB>       Response (stdout) cap [default: 4096]
+      --stderr-kb <KB>       Log (stderr) cap per invocation [default: 64]
+";
+
+pub const SERVER_HELP: &str = "\
+Server options:
+      --listen <ADDR>        Address to listen on [default: 0.0.0.0:8080]
+      --workers <N>          Threads that run wasm [default: one per core]
+      --queue <N>            Invocations that may wait for a worker; past it, 503 [default: 256]
+      --slice-fuel <N>       Fuel per scheduling slice [default: 100000]
+      --io-threads <N>       Threads for HTTP I/O [default: 1]
+      --max-connections <N>  Open connections at most [default: 1024]
+      --max-body-kb <KB>     Largest request body [default: 1024]
+      --max-head-kb <KB>     Largest request head [default: 16]
+      --head-timeout-ms <MS> Time to send a request head [default: 10000]
+";
+
+fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, name: &str) -> Result<T, Error> {
+    let value = parser.value()?.string()?;
+    value.parse().map_err(|_| Error(format!("--{name}: `{value}` is not a valid number")))
+}
+
+/// Parses the function-limit option `--name` into `limits`; false if it is not one.
+pub fn limit(name: &str, parser: &mut lexopt::Parser, limits: &mut Limits) -> Result<bool, Error> {
+    match name {
+        "fuel" => limits.fuel = number(parser, "fuel")?,
+        "timeout-ms" => {
+            limits.timeout = Duration::from_millis(number(parser, "timeout-ms")?);
+        }
+        "memory-mb" => limits.memory_bytes = number::<u64>(parser, "memory-mb")? << 20,
+        "max-depth" => limits.max_recursion_depth = number(parser, "max-depth")?,
+        "stdout-kb" => limits.stdout_bytes = number::<usize>(parser, "stdout-kb")? << 10,
+        "stderr-kb" => limits.stderr_bytes = number::<usize>(parser, "stderr-kb")? << 10,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// Parses the server option (or function limit) `--name` into `options`; false if it is
+/// neither.
+pub fn server(name: &str, parser: &mut lexopt::Parser, options: &mut Options) -> Result<bool, Error> {
+    match name {
+        "listen" => options.listen = parser.value()?.string()?,
+        "workers" => {
+            let workers: usize = number(parser, "workers")?;
+            if workers == 0 {
+                return Err(Error("--workers must be at least 1".into()));
+            }
+            options.pool.max_running = options.pool.max_running / options.pool.workers * workers;
+            options.pool.workers = workers;
+        }
+        "queue" => options.pool.queue = number(parser, "queue")?,
+        "slice-fuel" => options.pool.slice_fuel = number::<u64>(parser, "slice-fuel")?.max(1),
+        "io-threads" => options.io_threads = number::<usize>(parser, "io-threads")?.max(1),
+        "max-connections" => {
+            options.http.max_connections = number::<usize>(parser, "max-connections")?.max(1);
+        }
+        "max-body-kb" => options.http.max_body_bytes = number::<usize>(parser, "max-body-kb")? << 10,
+        "max-head-kb" => options.http.max_head_bytes = number::<usize>(parser, "max-head-kb")? << 10,
+        "head-timeout-ms" => {
+            options.http.head_timeout = Duration::from_millis(number(parser, "head-timeout-ms")?);
+        }
+        _ => return limit(name, parser, &mut options.limits),
+    }
+    Ok(true)
+}
+
+/// The error for an option no one knows.
+pub fn unknown(name: &str) -> Error {
+    Error(format!("unknown option --{name} (see --help)"))
+}

@@ -1,0 +1,97 @@
+//! The state one invocation's `Store` carries, and the errors host functions raise.
+
+use std::fmt;
+use std::time::Instant;
+
+use wasmi::errors::{MemoryError, TableError};
+use wasmi::{Memory, ResourceLimiter};
+use wasmi_core::LimiterError;
+
+use super::Limit;
+
+/// What a guest sees of the world: its arguments, environment and stdin, and the buffers its
+/// stdout and stderr go to.
+pub(crate) struct HostState {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub stdin: Vec<u8>,
+    pub stdin_pos: usize,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub stdout_cap: usize,
+    pub stderr_cap: usize,
+    /// The guest's exported `memory`, set once instantiated.
+    pub memory: Option<Memory>,
+    pub limiter: MemoryLimiter,
+    /// When the invocation started, for the CPU-time clocks.
+    pub started: Instant,
+}
+
+/// Caps linear memory and remembers whether it refused a growth, so that the trap that
+/// usually follows (an allocator's `abort`) is reported as the memory limit it is.
+pub(crate) struct MemoryLimiter {
+    pub max_bytes: u64,
+    pub refused: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> Result<bool, LimiterError> {
+        let allow = desired as u64 <= self.max_bytes;
+        self.refused |= !allow;
+        Ok(allow)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> Result<bool, LimiterError> {
+        Ok(desired <= 100_000)
+    }
+
+    fn memory_grow_failed(&mut self, _error: &MemoryError) -> Result<(), LimiterError> {
+        self.refused = true;
+        Ok(())
+    }
+
+    fn table_grow_failed(&mut self, _error: &TableError) -> Result<(), LimiterError> {
+        Ok(())
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        16
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+}
+
+/// Why a host function stopped the guest. `Sleep` suspends it; the others end it.
+#[derive(Debug)]
+pub(crate) enum HostStop {
+    Limit(Limit),
+    /// `poll_oneoff` asked to wait until then; the worker runs others meanwhile.
+    Sleep(Instant),
+}
+
+impl fmt::Display for HostStop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostStop::Limit(limit) => limit.fmt(f),
+            HostStop::Sleep(_) => f.write_str("sleeping"),
+        }
+    }
+}
+
+impl wasmi::errors::HostError for HostStop {}

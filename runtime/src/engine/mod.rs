@@ -1,0 +1,41 @@
+//! Runs WebAssembly functions: compile once per version, a fresh instance per invocation, every
+//! invocation under its [`Limits`], on a pool of worker threads.
+//!
+//! This module knows nothing of HTTP: an [`Invocation`] is argv, environment and stdin; an
+//! [`Outcome`] is the exit status (or the [`Stop`] that ended the run), stdout and stderr.
+
+mod host;
+mod limits;
+mod module;
+mod pool;
+mod run;
+mod wasi;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use limits::{Limit, Limits};
+pub use module::{CompileError, Module};
+pub use pool::{Busy, Pool, PoolConfig, Ticket};
+pub use run::{Invocation, Outcome, Stop};
+
+/// Runs one invocation to its end on the calling thread, sleeping where the guest sleeps: for
+/// `wisp run`, where there is nothing else to interleave with.
+pub fn run_here(module: Arc<Module>, invocation: Invocation) -> Outcome {
+    let deadline = Instant::now() + module.limits.timeout;
+    let slice = PoolConfig::default().slice_fuel;
+    let mut step = run::Run::start(module, invocation, deadline, slice);
+    loop {
+        step = match step {
+            run::Step::Done(outcome) => return outcome,
+            run::Step::Yield(run) => run.resume(slice),
+            run::Step::Sleep(run, until) => {
+                std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                run.resume(slice)
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,212 @@
+//! One invocation, run in fuel slices.
+//!
+//! A run gets at most `slice` fuel at a time. When a slice is used up, wasmi suspends the call
+//! (`ResumableCall::OutOfFuel`) and the worker decides what runs next: between slices it checks
+//! the deadline, so a deadline is exact on an interpreter with no epoch interrupt, and a long
+//! computation never holds a worker for more than one slice while others wait.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmi::{
+    Error, ResumableCall, ResumableCallHostTrap, ResumableCallOutOfFuel, Store, TrapCode, Val,
+};
+
+use super::host::{HostState, HostStop};
+use super::{Limit, Limits, Module};
+
+/// The input of one invocation.
+#[derive(Debug, Clone, Default)]
+pub struct Invocation {
+    /// `argv`, the program name first.
+    pub args: Vec<String>,
+    /// The environment, as `KEY=value` strings.
+    pub env: Vec<String>,
+    pub stdin: Vec<u8>,
+}
+
+/// What an invocation left behind.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The exit status (`0` when `_start` returned), or why the run was stopped.
+    pub result: Result<i32, Stop>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub fuel_used: u64,
+    /// The size of linear memory at the end, in bytes.
+    pub memory_bytes: u64,
+}
+
+/// Why a run was stopped before it finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// It ran into one of its limits.
+    Limit(Limit),
+    /// It trapped (`unreachable`, an out-of-bounds access, a failed instantiation...).
+    Trap(String),
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Limit(limit) => limit.fmt(f),
+            Stop::Trap(why) => write!(f, "trapped: {why}"),
+        }
+    }
+}
+
+/// A run between two slices.
+pub(crate) struct Run {
+    module: Arc<Module>,
+    store: Store<HostState>,
+    call: Suspended,
+    fuel_used: u64,
+    deadline: Instant,
+}
+
+enum Suspended {
+    OutOfFuel(ResumableCallOutOfFuel),
+    /// Waiting in `poll_oneoff`; resumed with its return value, `0`.
+    Sleeping(ResumableCallHostTrap),
+}
+
+/// Where a run stands after a slice.
+pub(crate) enum Step {
+    Done(Outcome),
+    /// Used up its slice; ready to go on.
+    Yield(Run),
+    /// Waiting until then; not ready before.
+    Sleep(Run, Instant),
+}
+
+impl Run {
+    /// Instantiates `module` in a fresh store and runs `_start` for the first slice.
+    pub(crate) fn start(
+        module: Arc<Module>,
+        invocation: Invocation,
+        deadline: Instant,
+        slice: u64,
+    ) -> Step {
+        let mut store = module.store(invocation.args, invocation.env, invocation.stdin);
+        let fuel = slice.min(module.limits.fuel);
+        store.set_fuel(fuel).expect("fuel metering is on");
+        let started = module
+            .linker
+            .instantiate_and_start(&mut store, &module.module)
+            .and_then(|instance| {
+                store.data_mut().memory = instance.get_memory(&store, "memory");
+                let start = instance.get_func(&store, "_start").expect("checked at compile");
+                start.call_resumable(&mut store, &[], &mut [])
+            });
+        let used = fuel - store.get_fuel().unwrap_or(0);
+        Self::settle(module, store, used, deadline, started)
+    }
+
+    /// Runs the next slice.
+    pub(crate) fn resume(self, slice: u64) -> Step {
+        let Run { module, mut store, call, fuel_used, deadline } = self;
+        let remaining = module.limits.fuel - fuel_used;
+        let (fuel, result) = match call {
+            Suspended::OutOfFuel(call) => {
+                let fuel = slice.max(call.required_fuel()).min(remaining);
+                store.set_fuel(fuel).expect("fuel metering is on");
+                (fuel, call.resume(&mut store, &mut []))
+            }
+            Suspended::Sleeping(call) => {
+                let fuel = slice.min(remaining);
+                store.set_fuel(fuel).expect("fuel metering is on");
+                (fuel, call.resume(&mut store, &[Val::I32(0)], &mut []))
+            }
+        };
+        let used = fuel_used + fuel - store.get_fuel().unwrap_or(0);
+        Self::settle(module, store, used, deadline, result)
+    }
+
+    /// Whether the deadline has passed; the pool checks this for runs that wait their turn.
+    pub(crate) fn expired(&self, now: Instant) -> bool {
+        now >= self.deadline
+    }
+
+    /// Ends a run that waited past its deadline.
+    pub(crate) fn time_out(self) -> Outcome {
+        let limit = Limit::Timeout(self.module.limits.timeout);
+        outcome(self.store, self.fuel_used, Err(Stop::Limit(limit)))
+    }
+
+    fn settle(
+        module: Arc<Module>,
+        store: Store<HostState>,
+        fuel_used: u64,
+        deadline: Instant,
+        result: Result<ResumableCall, Error>,
+    ) -> Step {
+        let limits = &module.limits;
+        let stopped = |store, limit| Step::Done(outcome(store, fuel_used, Err(Stop::Limit(limit))));
+        let call = match result {
+            Ok(ResumableCall::Finished) => return Step::Done(outcome(store, fuel_used, Ok(0))),
+            Ok(ResumableCall::OutOfFuel(call)) => {
+                let remaining = limits.fuel - fuel_used;
+                if remaining == 0 || remaining < call.required_fuel() {
+                    return stopped(store, Limit::Fuel(limits.fuel));
+                }
+                Suspended::OutOfFuel(call)
+            }
+            Ok(ResumableCall::HostTrap(call)) => {
+                if let Some(code) = call.host_error().i32_exit_status() {
+                    return Step::Done(outcome(store, fuel_used, Ok(code)));
+                }
+                match call.host_error().downcast_ref::<HostStop>() {
+                    Some(HostStop::Limit(limit)) => return stopped(store, *limit),
+                    Some(HostStop::Sleep(until)) => {
+                        let until = (*until).min(deadline);
+                        let run = Run {
+                            module,
+                            store,
+                            call: Suspended::Sleeping(call),
+                            fuel_used,
+                            deadline,
+                        };
+                        return Step::Sleep(run, until);
+                    }
+                    None => {
+                        let why = call.host_error().to_string();
+                        return Step::Done(outcome(store, fuel_used, Err(Stop::Trap(why))));
+                    }
+                }
+            }
+            Err(error) => {
+                let stop = classify(&error, &store, limits);
+                return Step::Done(outcome(store, fuel_used, stop));
+            }
+        };
+        let run = Run { module, store, call, fuel_used, deadline };
+        if run.expired(Instant::now()) {
+            return Step::Done(run.time_out());
+        }
+        Step::Yield(run)
+    }
+}
+
+/// Names the limit behind an error where there is one.
+fn classify(error: &Error, store: &Store<HostState>, limits: &Limits) -> Result<i32, Stop> {
+    if let Some(code) = error.i32_exit_status() {
+        return Ok(code);
+    }
+    if let Some(HostStop::Limit(limit)) = error.downcast_ref::<HostStop>() {
+        return Err(Stop::Limit(*limit));
+    }
+    let limiter = &store.data().limiter;
+    match error.as_trap_code() {
+        Some(TrapCode::StackOverflow) => Err(Stop::Limit(Limit::Stack(limits.max_recursion_depth))),
+        Some(TrapCode::OutOfFuel) => Err(Stop::Limit(Limit::Fuel(limits.fuel))),
+        // A refused `memory.grow` surfaces as the allocator's abort: report the cause.
+        Some(_) if limiter.refused => Err(Stop::Limit(Limit::Memory(limiter.max_bytes))),
+        _ => Err(Stop::Trap(error.to_string())),
+    }
+}
+
+fn outcome(store: Store<HostState>, fuel_used: u64, result: Result<i32, Stop>) -> Outcome {
+    let memory_bytes = store.data().memory.map_or(0, |m| m.data_size(&store) as u64);
+    let state = store.into_data();
+    Outcome { result, stdout: state.stdout, stderr: state.stderr, fuel_used, memory_bytes }
+}

@@ -1,0 +1,32 @@
+//! Wisp: a serverless runtime for edge devices.
+//!
+//! One binary serves WebAssembly functions over HTTP. Each request gets a fresh, sandboxed
+//! instance of its function's module; functions follow the WAGI contract (a WASI command
+//! module: request on stdin and in CGI environment variables, response on stdout).
+//!
+//! # How the house is laid out
+//!
+//! A request reads as a straight line through the modules:
+//!
+//! - [`http`]: accept, parse, respond. Keep-alive, pipelining, chunked bodies,
+//!   `100-continue`, limits on heads, bodies and slow clients, graceful shutdown. Knows
+//!   nothing of wasm.
+//! - [`router`]: the route table, path and method to function, and per-route CORS.
+//! - [`wagi`]: the request as a CGI invocation, the CGI output as a response.
+//! - [`engine`]: compiled modules (one wasmi engine per version), the WASI preview1 subset,
+//!   per-invocation limits, and the worker pool that runs invocations in fuel slices. Knows
+//!   nothing of HTTP.
+//! - [`service`]: the handler that ties the four together.
+//!
+//! Beside them: [`config`] (function configuration and the `wisp.json` manifest), [`logs`]
+//! (each function's recent log lines), [`server`] (start and stop), [`cli`] (the commands).
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod http;
+pub mod logs;
+pub mod router;
+pub mod server;
+pub mod service;
+pub mod wagi;
