@@ -23,6 +23,7 @@ Server options:
       --listen <ADDR>        Address to listen on [default: 0.0.0.0:8080]
       --workers <N>          Threads that run wasm [default: one per core]
       --queue <N>            Invocations that may wait for a worker; past it, 503 [default: 256]
+      --max-running <N>      Invocations started and not finished, at most [default: 8 per worker]
       --slice-fuel <N>       Fuel per scheduling slice [default: 100000]
       --io-threads <N>       Threads for HTTP I/O [default: 1]
       --max-connections <N>  Open connections at most [default: 1024]
@@ -66,6 +67,7 @@ pub fn server(name: &str, parser: &mut lexopt::Parser, options: &mut Options) ->
             options.pool.workers = workers;
         }
         "queue" => options.pool.queue = number(parser, "queue")?,
+        "max-running" => options.pool.max_running = number::<usize>(parser, "max-running")?.max(1),
         "slice-fuel" => options.pool.slice_fuel = number::<u64>(parser, "slice-fuel")?.max(1),
         "io-threads" => options.io_threads = number::<usize>(parser, "io-threads")?.max(1),
         "max-connections" => {

@@ -247,11 +247,18 @@ impl Connection {
         Ok(keep_alive)
     }
 
-    /// Closes after a response: stops sending, then drains what the client still sends for a
-    /// moment. Closing with unread input makes the kernel send a reset, which can destroy the
-    /// response before the client has read it (say, a 413 while the body is still coming).
-    pub async fn close(mut self) {
-        let _ = self.stream.get_ref().shutdown(Shutdown::Write);
+    /// Closes after a response. Closing with input unread makes the kernel answer with a reset,
+    /// which can destroy the response before the client has read it (a 413 while the body is
+    /// still coming, or a pipelined request behind a `Connection: close`). So when more input
+    /// may come (`input_may_follow`) or already has, this stops sending and drains the input
+    /// for a moment first.
+    pub async fn close(mut self, input_may_follow: bool) {
+        let stream = self.stream.get_ref();
+        let _ = stream.shutdown(Shutdown::Write);
+        let unread = self.start < self.end || stream.peek(&mut [0]).is_ok_and(|n| n > 0);
+        if !input_may_follow && !unread {
+            return;
+        }
         let deadline = Instant::now() + LINGER;
         while let Ok(n) = read_by(&mut self.stream, &mut self.buf, deadline).await {
             if n == 0 {

@@ -152,8 +152,9 @@ async fn run<H: Handler>(mut conn: Connection, shared: &Shared<H>, stopped: Rece
             Err(ReadError::Reject(status, why)) => {
                 stats.rejected.fetch_add(1, Relaxed);
                 let response = Response::text(status, format!("{why}\n"));
+                // The rest of the request may still be on its way.
                 if conn.write_response(response, Reply::CLOSE).await.is_ok() {
-                    conn.close().await;
+                    conn.close(true).await;
                 }
                 return;
             }
@@ -170,7 +171,7 @@ async fn run<H: Handler>(mut conn: Connection, shared: &Shared<H>, stopped: Rece
         reply.keep_alive &= !stopped.is_closed();
         match conn.write_response(response, reply).await {
             Ok(true) => {}
-            Ok(false) => return conn.close().await,
+            Ok(false) => return conn.close(false).await,
             Err(_) => return,
         }
     }

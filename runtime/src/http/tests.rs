@@ -492,6 +492,16 @@ fn body_over_the_limit_is_413() {
 }
 
 #[test]
+fn body_over_the_limit_sent_anyway_still_gets_its_413() {
+    // Like `curl --data-binary @big` without `Expect`: the body comes regardless. The server
+    // must drain it before closing, or the reset would fail the upload before the 413 is read.
+    let server = Server::start(limits());
+    let body = "b".repeat(8 << 20);
+    let request = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    server.client().rejected(request, 413);
+}
+
+#[test]
 fn chunked_body_over_the_limit_is_413() {
     let server = Server::start(limits());
     let chunk = format!("300\r\n{}\r\n", "c".repeat(0x300));

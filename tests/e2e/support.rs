@@ -1,0 +1,194 @@
+//! Starting the real `wisp` binary and talking to it over real sockets.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub const WISP: &str = env!("CARGO_BIN_EXE_wisp");
+
+/// The folder of the example functions' modules, built once per test run.
+pub fn modules() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let functions = Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions");
+        let status = Command::new(functions.join("build.sh"))
+            .stdout(Stdio::null())
+            .status()
+            .expect("run functions/build.sh");
+        assert!(status.success(), "functions/build.sh failed");
+        functions.join("target/wasm32-wasip1/release").canonicalize().unwrap()
+    })
+}
+
+pub fn module(name: &str) -> PathBuf {
+    modules().join(format!("{name}.wasm"))
+}
+
+/// A scratch folder, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("wisp-e2e-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `wisp` process, killed when dropped.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub child: Child,
+    _dir: TempDir,
+}
+
+/// The manifest entry of one test function.
+pub fn function(name: &str, module_name: &str, routes: &[&str], extra: &str) -> String {
+    let routes: Vec<String> = routes.iter().map(|r| format!("{r:?}")).collect();
+    let extra = if extra.is_empty() { String::new() } else { format!(", {extra}") };
+    format!(
+        r#"{{"name": {name:?}, "module": {:?}, "routes": [{}]{extra}}}"#,
+        module(module_name),
+        routes.join(", ")
+    )
+}
+
+/// The example functions, as in functions/wisp.json, plus `hostile` under `/hostile/...`.
+pub fn examples() -> Vec<String> {
+    vec![
+        function(
+            "date",
+            "date",
+            &["/api/date"],
+            r#""methods": ["GET"], "cors": {"origins": ["*"], "methods": ["GET"]}"#,
+        ),
+        function("weather", "weather", &["/api/weather"], r#""methods": ["GET"]"#),
+        function("hello-c", "hello-c", &["/hello-c/..."], ""),
+        function("hostile", "hostile", &["/hostile/..."], ""),
+    ]
+}
+
+impl Server {
+    /// Starts `wisp up` on an ephemeral loopback port serving `functions`.
+    pub fn start(functions: &[String], args: &[&str]) -> Server {
+        let dir = TempDir::new();
+        let manifest = dir.0.join("wisp.json");
+        let body = format!(r#"{{"functions": [{}]}}"#, functions.join(",\n"));
+        std::fs::write(&manifest, body).unwrap();
+        let mut child = Command::new(WISP)
+            .arg("up")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .arg(&manifest)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start wisp");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let addr = loop {
+            line.clear();
+            if stdout.read_line(&mut line).unwrap() == 0 {
+                let mut err = String::new();
+                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                panic!("wisp exited before listening: {err}");
+            }
+            if let Some(addr) = line.trim().strip_prefix("wisp: listening on http://") {
+                break addr.parse().unwrap();
+            }
+        };
+        // Keep draining both pipes so the server never blocks on a full one.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        let mut stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        Server { addr, child, _dir: dir }
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream
+    }
+
+    /// Sends raw bytes on a new connection and reads until the server closes it.
+    pub fn raw(&self, request: &[u8]) -> String {
+        let mut stream = self.connect();
+        stream.write_all(request).unwrap();
+        let mut out = Vec::new();
+        let _ = stream.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// One request with `Connection: close`; the parsed response.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !body.is_empty() {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        let mut raw = head.into_bytes();
+        raw.extend_from_slice(body);
+        Reply::parse(&self.raw(&raw))
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, &[], b"")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn parse(raw: &str) -> Reply {
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no head in {raw:?}"));
+        let mut lines = head.lines();
+        let status_line = lines.next().unwrap();
+        let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+        let headers = lines
+            .map(|l| {
+                let (k, v) = l.split_once(':').unwrap();
+                (k.trim().to_ascii_lowercase(), v.trim().to_string())
+            })
+            .collect();
+        Reply { status, headers, body: body.to_string() }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
