@@ -28,7 +28,13 @@ const STREAM_BATCH: usize = 64 * 1024;
 const LINGER: Duration = Duration::from_secs(2);
 const SERVER: &str = concat!("Server: wisp/", env!("CARGO_PKG_VERSION"), "\r\n");
 /// Headers the front end owns: a handler's are dropped rather than trusted.
-const OWNED_HEADERS: [&str; 5] = ["content-length", "transfer-encoding", "connection", "date", "server"];
+const OWNED_HEADERS: [&str; 5] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "date",
+    "server",
+];
 
 /// Why no request came out of [`Connection::read_request`].
 #[derive(Debug, PartialEq, Eq)]
@@ -59,7 +65,11 @@ pub(super) struct Reply {
 
 impl Reply {
     /// For a response the front end sends on its own before closing.
-    pub const CLOSE: Reply = Reply { version: 1, head_only: false, keep_alive: false };
+    pub const CLOSE: Reply = Reply {
+        version: 1,
+        head_only: false,
+        keep_alive: false,
+    };
 }
 
 /// How a read stopped short of what was wanted.
@@ -116,7 +126,12 @@ pub(super) struct Connection {
 }
 
 impl Connection {
-    pub fn new(stream: Async<TcpStream>, peer: SocketAddr, local: SocketAddr, limits: &Limits) -> Self {
+    pub fn new(
+        stream: Async<TcpStream>,
+        peer: SocketAddr,
+        local: SocketAddr,
+        limits: &Limits,
+    ) -> Self {
         let capacity = limits.max_head_bytes.max(MIN_BUFFER);
         Self {
             stream,
@@ -149,10 +164,14 @@ impl Connection {
 
         let deadline = Instant::now() + self.limits.head_timeout;
         let max = self.limits.max_head_bytes;
-        let len = self.fill_until(max, deadline, blank_line_end).await.map_err(|stop| {
-            stop.reject("request head not received in time", TOO_LARGE_HEAD)
-        })?;
-        let head = parse_head(&self.buf[self.start..self.start + len], self.limits.max_headers)?;
+        let len = self
+            .fill_until(max, deadline, blank_line_end)
+            .await
+            .map_err(|stop| stop.reject("request head not received in time", TOO_LARGE_HEAD))?;
+        let head = parse_head(
+            &self.buf[self.start..self.start + len],
+            self.limits.max_headers,
+        )?;
         self.start += len;
 
         let limit = body_limit(&head.method, &head.path);
@@ -161,12 +180,17 @@ impl Connection {
             Framing::Empty => Vec::new(),
             Framing::Length(n) => {
                 // Decided before reading anything, and before inviting the body with a 100.
-                let n = usize::try_from(n).ok().filter(|&n| n <= limit).ok_or(TOO_LARGE_BODY)?;
+                let n = usize::try_from(n)
+                    .ok()
+                    .filter(|&n| n <= limit)
+                    .ok_or(TOO_LARGE_BODY)?;
                 if head.expect_continue && n > 0 {
                     self.send_continue().await?;
                 }
                 let mut body = Vec::new();
-                self.read_exact_into(&mut body, n, deadline).await.map_err(body_stop)?;
+                self.read_exact_into(&mut body, n, deadline)
+                    .await
+                    .map_err(body_stop)?;
                 body
             }
             Framing::Chunked => {
@@ -198,19 +222,28 @@ impl Connection {
     /// Writes a response framed for `reply`. Returns whether the connection stays open for
     /// another request.
     pub async fn write_response(&mut self, response: Response, reply: Reply) -> io::Result<bool> {
-        let status = if (100..=999).contains(&response.status) { response.status } else { 500 };
+        let status = if (100..=999).contains(&response.status) {
+            response.status
+        } else {
+            500
+        };
         // 1xx, 204 and 304 never have content (RFC 9110 §6.4.1).
         let bodiless = status < 200 || status == 204 || status == 304;
         let chunked = reply.version >= 1;
-        let keep_alive = reply.keep_alive && (bodiless || chunked || matches!(response.body, Body::Bytes(_)));
+        let keep_alive =
+            reply.keep_alive && (bodiless || chunked || matches!(response.body, Body::Bytes(_)));
 
         let out = &mut self.out;
         out.clear();
-        let _ = io::Write::write_fmt(out, format_args!("HTTP/1.1 {status} {}\r\n", reason(status)));
+        let _ = io::Write::write_fmt(
+            out,
+            format_args!("HTTP/1.1 {status} {}\r\n", reason(status)),
+        );
         push_date(out);
         out.extend_from_slice(SERVER.as_bytes());
         for (name, value) in &response.headers {
-            if OWNED_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) || !is_field(name, value) {
+            if OWNED_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) || !is_field(name, value)
+            {
                 continue;
             }
             for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
@@ -220,7 +253,8 @@ impl Connection {
         match &response.body {
             _ if bodiless => {}
             Body::Bytes(bytes) => {
-                let _ = io::Write::write_fmt(out, format_args!("Content-Length: {}\r\n", bytes.len()));
+                let _ =
+                    io::Write::write_fmt(out, format_args!("Content-Length: {}\r\n", bytes.len()));
             }
             // Without chunked framing (HTTP/1.0) the end of the connection is the end of the body.
             Body::Stream(_) if chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
@@ -236,8 +270,12 @@ impl Connection {
         let stall = self.limits.idle_timeout;
         match response.body {
             Body::Bytes(bytes) if !bodiless && !reply.head_only => {
-                write_all(&mut self.stream, &mut [IoSlice::new(out), IoSlice::new(&bytes)], stall)
-                    .await?;
+                write_all(
+                    &mut self.stream,
+                    &mut [IoSlice::new(out), IoSlice::new(&bytes)],
+                    stall,
+                )
+                .await?;
             }
             Body::Stream(chunks) if !bodiless && !reply.head_only => {
                 self.write_stream(chunks, chunked).await?;
@@ -271,7 +309,11 @@ impl Connection {
     async fn wait_for_request(&mut self, deadline: Instant) -> Result<(), Stop> {
         loop {
             // Empty lines before a request line are to be ignored (RFC 9112 §2.2).
-            let blank = self.pending().iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+            let blank = self
+                .pending()
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
             self.start += blank;
             if self.start < self.end {
                 return Ok(());
@@ -361,7 +403,11 @@ impl Connection {
         Ok(())
     }
 
-    async fn read_chunked(&mut self, limit: usize, deadline: Instant) -> Result<Vec<u8>, ReadError> {
+    async fn read_chunked(
+        &mut self,
+        limit: usize,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, ReadError> {
         let mut body = Vec::new();
         loop {
             let len = self
@@ -383,9 +429,15 @@ impl Connection {
             }
             let size = usize::try_from(size)
                 .ok()
-                .filter(|&size| body.len().checked_add(size).is_some_and(|total| total <= limit))
+                .filter(|&size| {
+                    body.len()
+                        .checked_add(size)
+                        .is_some_and(|total| total <= limit)
+                })
                 .ok_or(TOO_LARGE_BODY)?;
-            self.read_exact_into(&mut body, size, deadline).await.map_err(body_stop)?;
+            self.read_exact_into(&mut body, size, deadline)
+                .await
+                .map_err(body_stop)?;
             let len = self
                 .fill_until(2, deadline, |pending, _| (pending.len() >= 2).then_some(2))
                 .await
@@ -418,9 +470,13 @@ impl Connection {
             return Ok(());
         }
         let continue_ = b"HTTP/1.1 100 Continue\r\n\r\n";
-        write_all(&mut self.stream, &mut [IoSlice::new(continue_)], self.limits.idle_timeout)
-            .await
-            .map_err(|_| ReadError::Closed)
+        write_all(
+            &mut self.stream,
+            &mut [IoSlice::new(continue_)],
+            self.limits.idle_timeout,
+        )
+        .await
+        .map_err(|_| ReadError::Closed)
     }
 
     async fn write_stream(
@@ -445,7 +501,8 @@ impl Connection {
                 // An empty chunk would end the chunked body.
                 Some(chunk) if chunk.is_empty() => continue,
                 Some(chunk) if chunked => {
-                    let _ = io::Write::write_fmt(&mut self.out, format_args!("{:x}\r\n", chunk.len()));
+                    let _ =
+                        io::Write::write_fmt(&mut self.out, format_args!("{:x}\r\n", chunk.len()));
                     self.out.extend_from_slice(&chunk);
                     self.out.extend_from_slice(b"\r\n");
                 }
@@ -474,7 +531,11 @@ fn body_stop(stop: Stop) -> ReadError {
 }
 
 /// One read, given up at `deadline`. End of input reads as `Ok(0)`.
-async fn read_by(stream: &mut Async<TcpStream>, buf: &mut [u8], deadline: Instant) -> Result<usize, Stop> {
+async fn read_by(
+    stream: &mut Async<TcpStream>,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> Result<usize, Stop> {
     let read = async { stream.read(buf).await.map_err(|_| Stop::Closed) };
     future::or(read, async {
         Timer::at(deadline).await;
@@ -518,16 +579,19 @@ fn blank_line_end(buf: &[u8], from: usize) -> Option<usize> {
     // The two bytes before `from` may start an empty line that ends after it.
     let from = from.saturating_sub(2);
     let tail = buf.get(from..)?;
-    tail.iter().enumerate().filter(|&(_, &b)| b == b'\n').find_map(|(i, _)| {
-        let rest = &tail[i + 1..];
-        if rest.starts_with(b"\n") {
-            Some(from + i + 2)
-        } else if rest.starts_with(b"\r\n") {
-            Some(from + i + 3)
-        } else {
-            None
-        }
-    })
+    tail.iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\n')
+        .find_map(|(i, _)| {
+            let rest = &tail[i + 1..];
+            if rest.starts_with(b"\n") {
+                Some(from + i + 2)
+            } else if rest.starts_with(b"\r\n") {
+                Some(from + i + 3)
+            } else {
+                None
+            }
+        })
 }
 
 /// The length up to and including the first '\n', searching from `from`.
@@ -543,11 +607,19 @@ fn parse_head(bytes: &[u8], max_headers: usize) -> Result<Head, ReadError> {
     match parsed.parse(bytes) {
         Ok(httparse::Status::Complete(_)) => {}
         // The empty line is there, so the head cannot be incomplete: it is malformed.
-        Ok(httparse::Status::Partial) => return Err(ReadError::Reject(400, "malformed request head")),
-        Err(httparse::Error::TooManyHeaders) => return Err(ReadError::Reject(431, "too many header fields")),
+        Ok(httparse::Status::Partial) => {
+            return Err(ReadError::Reject(400, "malformed request head"));
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(ReadError::Reject(431, "too many header fields"));
+        }
         Err(httparse::Error::Version) => return Err(version_error(bytes)),
-        Err(httparse::Error::HeaderName) => return Err(ReadError::Reject(400, "invalid header name")),
-        Err(httparse::Error::HeaderValue) => return Err(ReadError::Reject(400, "invalid header value")),
+        Err(httparse::Error::HeaderName) => {
+            return Err(ReadError::Reject(400, "invalid header name"));
+        }
+        Err(httparse::Error::HeaderValue) => {
+            return Err(ReadError::Reject(400, "invalid header value"));
+        }
         Err(_) => return Err(ReadError::Reject(400, "malformed request line")),
     }
     let (Some(method), Some(target), Some(version)) = (parsed.method, parsed.path, parsed.version)
@@ -563,11 +635,16 @@ fn parse_head(bytes: &[u8], max_headers: usize) -> Result<Head, ReadError> {
     let (mut close, mut keep_alive, mut expect_continue) = (false, false, false);
     for header in parsed.headers.iter() {
         let name = header.name;
-        let items = header.value.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|i| !i.is_empty());
+        let items = header
+            .value
+            .split(|&b| b == b',')
+            .map(<[u8]>::trim_ascii)
+            .filter(|i| !i.is_empty());
         if name.eq_ignore_ascii_case("content-length") {
             // A list of equal values is a duplicated field, which is allowed (RFC 9112 §6.3).
             for item in header.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                let n = parse_length(item).ok_or(ReadError::Reject(400, "invalid Content-Length"))?;
+                let n =
+                    parse_length(item).ok_or(ReadError::Reject(400, "invalid Content-Length"))?;
                 if length.is_some_and(|l| l != n) {
                     return Err(ReadError::Reject(400, "conflicting Content-Length values"));
                 }
@@ -584,7 +661,10 @@ fn parse_head(bytes: &[u8], max_headers: usize) -> Result<Head, ReadError> {
                 keep_alive |= item.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if name.eq_ignore_ascii_case("expect") {
-            expect_continue |= header.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            expect_continue |= header
+                .value
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"100-continue");
         }
     }
     // Any ambiguity in where the body ends is how requests get smuggled: refuse it.
@@ -592,10 +672,16 @@ fn parse_head(bytes: &[u8], max_headers: usize) -> Result<Head, ReadError> {
         (None, 0) => Framing::Empty,
         (Some(n), 0) => Framing::Length(n),
         (Some(_), _) => {
-            return Err(ReadError::Reject(400, "both Content-Length and Transfer-Encoding"));
+            return Err(ReadError::Reject(
+                400,
+                "both Content-Length and Transfer-Encoding",
+            ));
         }
         (None, _) if version == 0 => {
-            return Err(ReadError::Reject(400, "Transfer-Encoding in an HTTP/1.0 request"));
+            return Err(ReadError::Reject(
+                400,
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
         }
         (None, 1) if chunked => Framing::Chunked,
         (None, _) => return Err(ReadError::Reject(400, "unsupported Transfer-Encoding")),
@@ -609,7 +695,10 @@ fn parse_head(bytes: &[u8], max_headers: usize) -> Result<Head, ReadError> {
         headers: parsed
             .headers
             .iter()
-            .map(|h| Header { name: h.name.to_owned(), value: h.value.to_vec() })
+            .map(|h| Header {
+                name: h.name.to_owned(),
+                value: h.value.to_vec(),
+            })
             .collect(),
         framing,
         keep_alive: !close && (version >= 1 || keep_alive),
@@ -619,7 +708,11 @@ fn parse_head(bytes: &[u8], max_headers: usize) -> Result<Head, ReadError> {
 
 /// `HTTP/x.y` with a version other than 1.0 and 1.1 is well formed, just not ours.
 fn version_error(head: &[u8]) -> ReadError {
-    let line = head.split(|&b| b == b'\n').next().unwrap_or_default().trim_ascii_end();
+    let line = head
+        .split(|&b| b == b'\n')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii_end();
     match line.rsplit(|&b| b == b' ').next().unwrap_or_default() {
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
             if major.is_ascii_digit() && minor.is_ascii_digit() =>
@@ -661,7 +754,9 @@ fn is_field(name: &str, value: &str) -> bool {
     let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     !name.is_empty()
         && name.bytes().all(token)
-        && value.bytes().all(|b| b == b'\t' || (b >= b' ' && b != 0x7f))
+        && value
+            .bytes()
+            .all(|b| b == b'\t' || (b >= b' ' && b != 0x7f))
 }
 
 /// Appends the `Date` header. It changes once a second, so the text is formatted once a second

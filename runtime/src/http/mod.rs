@@ -108,12 +108,18 @@ pub enum Body {
 
 impl Response {
     pub fn new(status: u16) -> Self {
-        Self { status, headers: Vec::new(), body: Body::Bytes(Vec::new()) }
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Body::Bytes(Vec::new()),
+        }
     }
 
     /// A `text/plain` response with the given body.
     pub fn text(status: u16, body: impl Into<String>) -> Self {
-        Self::new(status).header("Content-Type", "text/plain; charset=utf-8").body(body.into())
+        Self::new(status)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .body(body.into())
     }
 
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {

@@ -66,7 +66,11 @@ pub async fn serve<H: Handler>(
 ) -> io::Result<()> {
     let grace = limits.shutdown_grace;
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let shared = Arc::new(Shared { limits, handler, stats });
+    let shared = Arc::new(Shared {
+        limits,
+        handler,
+        stats,
+    });
     // Nothing is ever sent on these channels: a closed channel is the signal, seen by every
     // receiver at once. Dropping `stop` asks connections to finish; dropping `abort` ends them.
     // `done` closes when the last connection task drops its sender.
@@ -89,13 +93,19 @@ pub async fn serve<H: Handler>(
                     continue;
                 }
             };
-            let Ok(local) = stream.get_ref().local_addr() else { continue };
+            let Ok(local) = stream.get_ref().local_addr() else {
+                continue;
+            };
             // Responses go out in one write each; Nagle would only delay them.
             let _ = stream.get_ref().set_nodelay(true);
 
             shared.stats.connections.fetch_add(1, Relaxed);
             shared.stats.open_connections.fetch_add(1, Relaxed);
-            let slot = Slot { _permit: permit, _done: done.clone(), stats: shared.stats.clone() };
+            let slot = Slot {
+                _permit: permit,
+                _done: done.clone(),
+                stats: shared.stats.clone(),
+            };
             let conn = Connection::new(stream, peer, local, &shared.limits);
             let (shared, stopped, aborted) = (shared.clone(), stopped.clone(), aborted.clone());
             ex.spawn(async move {
@@ -133,18 +143,27 @@ pub async fn serve<H: Handler>(
 /// Errors from `accept` that are about one connection, not the listener.
 fn is_per_connection(e: &io::Error) -> bool {
     use io::ErrorKind::*;
-    matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted | WouldBlock)
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
+    )
 }
 
 /// Answers requests on one connection until it closes.
 async fn run<H: Handler>(mut conn: Connection, shared: &Shared<H>, stopped: Receiver<()>) {
-    let Shared { limits, handler, stats } = shared;
+    let Shared {
+        limits,
+        handler,
+        stats,
+    } = shared;
     loop {
         let stop = async {
             let _ = stopped.recv().await;
         };
         let body_limit = |method: &str, path: &str| {
-            handler.body_limit(method, path).unwrap_or(limits.max_body_bytes)
+            handler
+                .body_limit(method, path)
+                .unwrap_or(limits.max_body_bytes)
         };
         let (request, mut reply) = match conn.read_request(stop, body_limit).await {
             Ok(incoming) => (incoming.request, incoming.reply),
@@ -161,7 +180,10 @@ async fn run<H: Handler>(mut conn: Connection, shared: &Shared<H>, stopped: Rece
         };
         stats.requests.fetch_add(1, Relaxed);
         // A panicking handler costs its own request, not the thread running other connections.
-        let response = match AssertUnwindSafe(handler.handle(request)).catch_unwind().await {
+        let response = match AssertUnwindSafe(handler.handle(request))
+            .catch_unwind()
+            .await
+        {
             Ok(response) => response,
             Err(_) => {
                 reply.keep_alive = false;

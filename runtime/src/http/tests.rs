@@ -32,7 +32,11 @@ impl Handler for TestHandler {
                 for chunk in ["hello", "", " world"] {
                     let _ = tx.try_send(chunk.as_bytes().to_vec());
                 }
-                Response { status: 200, headers: Vec::new(), body: Body::Stream(rx) }
+                Response {
+                    status: 200,
+                    headers: Vec::new(),
+                    body: Body::Stream(rx),
+                }
             }
             "/framing" => Response::text(200, "ok")
                 .header("Content-Length", "999")
@@ -44,7 +48,10 @@ impl Handler for TestHandler {
                 .header("X-Ok", "yes"),
             "/empty" => Response::new(204).header("X-Ok", "yes"),
             "/upload" => {
-                let sum = request.body.iter().fold(0u32, |s, &b| s.wrapping_add(u32::from(b)));
+                let sum = request
+                    .body
+                    .iter()
+                    .fold(0u32, |s, &b| s.wrapping_add(u32::from(b)));
                 Response::text(200, format!("len={} sum={sum}", request.body.len()))
             }
             "/panic" => panic!("the test handler panics on purpose"),
@@ -98,7 +105,9 @@ impl Server {
         let listener = Async::new(listener).unwrap();
         let stats = Arc::new(Stats::default());
         let (entered_tx, entered) = mpsc::channel();
-        let handler = Arc::new(TestHandler { entered: entered_tx });
+        let handler = Arc::new(TestHandler {
+            entered: entered_tx,
+        });
         let (shutdown, shutdown_rx) = channel::bounded::<()>(1);
         let (returned_tx, returned) = mpsc::channel();
         let server_stats = stats.clone();
@@ -107,16 +116,31 @@ impl Server {
             let shutdown = async move {
                 let _ = shutdown_rx.recv().await;
             };
-            let serving = serve(ex.clone(), listener, limits, handler, server_stats, shutdown);
+            let serving = serve(
+                ex.clone(),
+                listener,
+                limits,
+                handler,
+                server_stats,
+                shutdown,
+            );
             let _ = returned_tx.send(smol::block_on(ex.run(serving)));
         });
-        Self { addr, stats, entered, shutdown: Some(shutdown), returned }
+        Self {
+            addr,
+            stats,
+            entered,
+            shutdown: Some(shutdown),
+            returned,
+        }
     }
 
     fn client(&self) -> Client {
         let stream = TcpStream::connect(self.addr).unwrap();
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        Client { reader: BufReader::new(stream) }
+        Client {
+            reader: BufReader::new(stream),
+        }
     }
 
     /// Starts shutdown; `finish` waits for `serve` to return.
@@ -125,7 +149,9 @@ impl Server {
     }
 
     fn finish(&self) -> io::Result<()> {
-        self.returned.recv_timeout(PATIENCE).expect("serve did not return")
+        self.returned
+            .recv_timeout(PATIENCE)
+            .expect("serve did not return")
     }
 }
 
@@ -172,7 +198,11 @@ impl Client {
         }
         assert!(head.starts_with("HTTP/1.1 "), "bad status line: {head:?}");
         let status = head[9..12].parse().unwrap();
-        Resp { head, status, body: Vec::new() }
+        Resp {
+            head,
+            status,
+            body: Vec::new(),
+        }
     }
 
     /// Reads a whole response, decoding its framing.
@@ -213,7 +243,11 @@ impl Client {
     fn assert_closed(&mut self) {
         let mut rest = Vec::new();
         self.reader.read_to_end(&mut rest).unwrap();
-        assert!(rest.is_empty(), "unexpected bytes: {:?}", String::from_utf8_lossy(&rest));
+        assert!(
+            rest.is_empty(),
+            "unexpected bytes: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
     }
 
     /// Sends `request`, expects an error response with this status, then the close.
@@ -221,9 +255,15 @@ impl Client {
         self.send(request);
         let resp = self.response();
         assert_eq!(resp.status, status, "{resp:?}");
-        assert!(resp.head.starts_with(&format!("HTTP/1.1 {status} {}\r\n", reason(status))));
+        assert!(
+            resp.head
+                .starts_with(&format!("HTTP/1.1 {status} {}\r\n", reason(status)))
+        );
         assert_eq!(resp.header("Connection"), Some("close"));
-        assert_eq!(resp.header("Content-Type"), Some("text/plain; charset=utf-8"));
+        assert_eq!(
+            resp.header("Content-Type"),
+            Some("text/plain; charset=utf-8")
+        );
         assert!(!resp.body.is_empty());
         self.assert_closed();
         resp
@@ -242,7 +282,10 @@ fn every_response_has_date_server_and_length() {
     let resp = client.response();
     assert!(resp.head.starts_with("HTTP/1.1 200 OK\r\n"));
     assert_eq!(resp.header("Content-Length"), Some("10"));
-    assert_eq!(resp.header("Server"), Some(concat!("wisp/", env!("CARGO_PKG_VERSION"))));
+    assert_eq!(
+        resp.header("Server"),
+        Some(concat!("wisp/", env!("CARGO_PKG_VERSION")))
+    );
     let date = resp.header("Date").unwrap();
     assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
     assert_eq!(resp.header("Connection"), None);
@@ -336,7 +379,8 @@ fn chunked_body_with_extension_and_trailer() {
 fn expect_continue_gets_an_interim_response() {
     let server = Server::start(limits());
     let mut client = server.client();
-    client.send("PUT /f HTTP/1.1\r\nHost: test\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    client
+        .send("PUT /f HTTP/1.1\r\nHost: test\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
     assert_eq!(client.raw(25), "HTTP/1.1 100 Continue\r\n\r\n");
     client.send("12345");
     assert_eq!(client.response().text(), "PUT /f  5\n12345");
@@ -354,7 +398,10 @@ fn large_upload_with_expect_continue_like_curl() {
     ));
     assert_eq!(client.head().status, 100);
     client.send(&body);
-    assert_eq!(client.response().text(), format!("len={} sum={sum}", body.len()));
+    assert_eq!(
+        client.response().text(),
+        format!("len={} sum={sum}", body.len())
+    );
 
     client.send("POST /upload HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
     for piece in body.chunks(100_000) {
@@ -363,14 +410,18 @@ fn large_upload_with_expect_continue_like_curl() {
         client.send("\r\n");
     }
     client.send("0\r\n\r\n");
-    assert_eq!(client.response().text(), format!("len={} sum={sum}", body.len()));
+    assert_eq!(
+        client.response().text(),
+        format!("len={} sum={sum}", body.len())
+    );
 }
 
 #[test]
 fn expect_continue_over_the_limit_is_refused_without_continue() {
     let server = Server::start(limits());
     let mut client = server.client();
-    let request = "PUT /f HTTP/1.1\r\nHost: test\r\nExpect: 100-continue\r\nContent-Length: 100000\r\n\r\n";
+    let request =
+        "PUT /f HTTP/1.1\r\nHost: test\r\nExpect: 100-continue\r\nContent-Length: 100000\r\n\r\n";
     client.rejected(request, 413);
 }
 
@@ -378,10 +429,16 @@ fn expect_continue_over_the_limit_is_refused_without_continue() {
 fn head_has_the_length_but_no_body() {
     let server = Server::start(limits());
     let mut client = server.client();
-    client.send(format!("HEAD /h HTTP/1.1\r\nHost: test\r\n\r\n{}", get("/next")));
+    client.send(format!(
+        "HEAD /h HTTP/1.1\r\nHost: test\r\n\r\n{}",
+        get("/next")
+    ));
     let resp = client.head();
     assert_eq!(resp.status, 200);
-    assert_eq!(resp.header("Content-Length"), Some(&*"HEAD /h  0\n".len().to_string()));
+    assert_eq!(
+        resp.header("Content-Length"),
+        Some(&*"HEAD /h  0\n".len().to_string())
+    );
     // The next bytes are the next response, not a body.
     assert_eq!(client.response().text(), "GET /next  0\n");
 }
@@ -394,7 +451,10 @@ fn framing_headers_are_the_front_ends() {
     let resp = client.response();
     assert_eq!(resp.text(), "ok");
     assert_eq!(resp.header("Content-Length"), Some("2"));
-    assert_eq!(resp.header("Server"), Some(concat!("wisp/", env!("CARGO_PKG_VERSION"))));
+    assert_eq!(
+        resp.header("Server"),
+        Some(concat!("wisp/", env!("CARGO_PKG_VERSION")))
+    );
     assert_eq!(resp.header("X-Ok"), Some("yes"));
     for absent in ["Transfer-Encoding", "Connection", "X-Split", "Injected"] {
         assert_eq!(resp.header(absent), None, "{absent} in {resp:?}");
@@ -462,33 +522,47 @@ fn malformed_request_line_is_400() {
 #[test]
 fn malformed_header_is_400() {
     let server = Server::start(limits());
-    server.client().rejected("GET / HTTP/1.1\r\nHost: test\r\nBad Header\r\n\r\n", 400);
+    server
+        .client()
+        .rejected("GET / HTTP/1.1\r\nHost: test\r\nBad Header\r\n\r\n", 400);
 }
 
 #[test]
 fn too_many_headers_is_431() {
     let server = Server::start(limits());
     let headers: String = (0..9).map(|i| format!("X-{i}: {i}\r\n")).collect();
-    server.client().rejected(format!("GET / HTTP/1.1\r\n{headers}\r\n"), 431);
+    server
+        .client()
+        .rejected(format!("GET / HTTP/1.1\r\n{headers}\r\n"), 431);
 }
 
 #[test]
 fn head_too_large_is_431() {
     let server = Server::start(limits());
     let big = "x".repeat(2000);
-    server.client().rejected(format!("GET / HTTP/1.1\r\nX-Big: {big}\r\n\r\n"), 431);
+    server
+        .client()
+        .rejected(format!("GET / HTTP/1.1\r\nX-Big: {big}\r\n\r\n"), 431);
 }
 
 #[test]
 fn body_over_the_limit_is_413() {
     let server = Server::start(limits());
-    let resp =
-        server.client().rejected("POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 1025\r\n\r\n", 413);
+    let resp = server.client().rejected(
+        "POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 1025\r\n\r\n",
+        413,
+    );
     assert_eq!(resp.text(), "request body too large\n");
     // The handler's limit for a route replaces the default one.
     let mut client = server.client();
-    client.send(format!("POST /upload HTTP/1.1\r\nContent-Length: 2000\r\n\r\n{}", "u".repeat(2000)));
-    assert_eq!(client.response().text(), format!("len=2000 sum={}", 2000 * u32::from(b'u')));
+    client.send(format!(
+        "POST /upload HTTP/1.1\r\nContent-Length: 2000\r\n\r\n{}",
+        "u".repeat(2000)
+    ));
+    assert_eq!(
+        client.response().text(),
+        format!("len=2000 sum={}", 2000 * u32::from(b'u'))
+    );
 }
 
 #[test]
@@ -497,7 +571,10 @@ fn body_over_the_limit_sent_anyway_still_gets_its_413() {
     // must drain it before closing, or the reset would fail the upload before the 413 is read.
     let server = Server::start(limits());
     let body = "b".repeat(8 << 20);
-    let request = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let request = format!(
+        "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
     server.client().rejected(request, 413);
 }
 
@@ -512,21 +589,32 @@ fn chunked_body_over_the_limit_is_413() {
 
 #[test]
 fn slow_head_is_408() {
-    let server = Server::start(Limits { head_timeout: Duration::from_millis(200), ..limits() });
+    let server = Server::start(Limits {
+        head_timeout: Duration::from_millis(200),
+        ..limits()
+    });
     let resp = server.client().rejected("GET / HTTP/1.1\r\nHost:", 408);
     assert_eq!(resp.text(), "request head not received in time\n");
 }
 
 #[test]
 fn slow_body_is_408() {
-    let server = Server::start(Limits { body_timeout: Duration::from_millis(200), ..limits() });
-    let resp = server.client().rejected("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", 408);
+    let server = Server::start(Limits {
+        body_timeout: Duration::from_millis(200),
+        ..limits()
+    });
+    let resp = server
+        .client()
+        .rejected("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", 408);
     assert_eq!(resp.text(), "request body not received in time\n");
 }
 
 #[test]
 fn idle_connection_is_closed_silently() {
-    let server = Server::start(Limits { idle_timeout: Duration::from_millis(200), ..limits() });
+    let server = Server::start(Limits {
+        idle_timeout: Duration::from_millis(200),
+        ..limits()
+    });
     let mut client = server.client();
     client.send(get("/"));
     assert_eq!(client.response().status, 200);
@@ -567,8 +655,12 @@ fn malformed_chunks_are_400() {
 #[test]
 fn other_http_versions_are_505() {
     let server = Server::start(limits());
-    server.client().rejected("GET / HTTP/2.0\r\nHost: test\r\n\r\n", 505);
-    server.client().rejected("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505);
+    server
+        .client()
+        .rejected("GET / HTTP/2.0\r\nHost: test\r\n\r\n", 505);
+    server
+        .client()
+        .rejected("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505);
 }
 
 #[test]
@@ -587,7 +679,10 @@ fn a_panicking_handler_gets_a_500_and_others_carry_on() {
 
 #[test]
 fn connections_over_the_cap_wait_in_the_backlog() {
-    let server = Server::start(Limits { max_connections: 1, ..limits() });
+    let server = Server::start(Limits {
+        max_connections: 1,
+        ..limits()
+    });
     let mut first = server.client();
     first.send(get("/first"));
     assert_eq!(first.response().status, 200);
@@ -595,10 +690,15 @@ fn connections_over_the_cap_wait_in_the_backlog() {
     let mut second = server.client();
     second.send(get("/second"));
     let stream = second.reader.get_ref();
-    stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let mut byte = [0];
     let waited = stream.peek(&mut byte).unwrap_err();
-    assert!(matches!(waited.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut));
+    assert!(matches!(
+        waited.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ));
 
     drop(first);
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -629,7 +729,10 @@ fn graceful_shutdown_finishes_requests_in_flight() {
 
 #[test]
 fn shutdown_grace_bounds_the_wait() {
-    let mut server = Server::start(Limits { shutdown_grace: Duration::from_millis(100), ..limits() });
+    let mut server = Server::start(Limits {
+        shutdown_grace: Duration::from_millis(100),
+        ..limits()
+    });
     let mut busy = server.client();
     busy.send(get("/sleep"));
     server.entered.recv_timeout(PATIENCE).unwrap();
