@@ -56,7 +56,9 @@ impl LimitsConfig {
     pub fn apply(&self, defaults: &Limits) -> Limits {
         Limits {
             fuel: self.fuel.unwrap_or(defaults.fuel),
-            timeout: self.timeout_ms.map_or(defaults.timeout, Duration::from_millis),
+            timeout: self
+                .timeout_ms
+                .map_or(defaults.timeout, Duration::from_millis),
             memory_bytes: self.memory_mb.map_or(defaults.memory_bytes, |mb| mb << 20),
             max_recursion_depth: self
                 .max_recursion_depth
@@ -73,7 +75,8 @@ pub fn valid_name(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= 63
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 impl FunctionConfig {
@@ -92,7 +95,10 @@ impl FunctionConfig {
         for route in &self.routes {
             parse_pattern(route).map_err(|e| format!("function `{}`: {e}", self.name))?;
             if route.starts_with("/_wisp/") || route == "/_wisp/..." || route == "/healthz" {
-                return Err(format!("function `{}`: route `{route}` is reserved", self.name));
+                return Err(format!(
+                    "function `{}`: route `{route}` is reserved",
+                    self.name
+                ));
             }
         }
         for method in &self.methods {
@@ -108,7 +114,10 @@ impl FunctionConfig {
 
     /// The environment the function sees beyond the CGI variables.
     pub fn env_pairs(&self) -> Vec<(String, String)> {
-        self.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 
@@ -127,15 +136,17 @@ impl Manifest {
     pub fn load(path: &Path) -> Result<Manifest, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let mut manifest: Manifest = serde_json::from_str(&text)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut manifest: Manifest =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         manifest.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         if manifest.dir.as_os_str().is_empty() {
             manifest.dir = PathBuf::from(".");
         }
         let mut names = std::collections::HashSet::new();
         for function in &manifest.functions {
-            function.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+            function
+                .validate()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             if function.module.is_none() {
                 return Err(format!(
                     "{}: function `{}` has no `module`",
@@ -144,7 +155,11 @@ impl Manifest {
                 ));
             }
             if !names.insert(function.name.as_str()) {
-                return Err(format!("{}: function `{}` is listed twice", path.display(), function.name));
+                return Err(format!(
+                    "{}: function `{}` is listed twice",
+                    path.display(),
+                    function.name
+                ));
             }
         }
         Ok(manifest)
@@ -152,7 +167,8 @@ impl Manifest {
 
     /// The module file of `function`, resolved against the manifest's folder.
     pub fn module_path(&self, function: &FunctionConfig) -> PathBuf {
-        self.dir.join(function.module.as_deref().unwrap_or(Path::new("")))
+        self.dir
+            .join(function.module.as_deref().unwrap_or(Path::new("")))
     }
 }
 
@@ -182,7 +198,11 @@ mod tests {
         assert_eq!(limits.timeout, Duration::from_millis(50));
         assert_eq!(limits.fuel, Limits::default().fuel);
         let typo = serde_json::from_str::<FunctionConfig>(r#"{"name":"a","route":["/a"]}"#);
-        assert!(typo.unwrap_err().to_string().contains("unknown field `route`"));
+        assert!(
+            typo.unwrap_err()
+                .to_string()
+                .contains("unknown field `route`")
+        );
         let reserved: FunctionConfig =
             serde_json::from_str(r#"{"name":"a","routes":["/_wisp/x"]}"#).unwrap();
         assert!(reserved.validate().is_err());

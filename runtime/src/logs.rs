@@ -35,7 +35,10 @@ impl FunctionLog {
     pub fn push(&self, function: &str, line: &str) {
         let mut text = line.trim_end().to_string();
         if text.len() > MAX_LINE {
-            let cut = (0..=MAX_LINE).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+            let cut = (0..=MAX_LINE)
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
             text.truncate(cut);
             text.push('…');
         }
@@ -43,7 +46,10 @@ impl FunctionLog {
         let at_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        self.lines.lock().unwrap_or_else(|e| e.into_inner()).write(LogLine { at_ms, text });
+        self.lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write(LogLine { at_ms, text });
     }
 
     /// The lines kept, oldest first.
@@ -66,7 +72,10 @@ mod tests {
         let recent = log.recent();
         assert_eq!(recent.len(), LOG_LINES);
         assert_eq!(recent[0].text, "line 10");
-        assert_eq!(recent.last().unwrap().text, format!("line {}", LOG_LINES + 9));
+        assert_eq!(
+            recent.last().unwrap().text,
+            format!("line {}", LOG_LINES + 9)
+        );
     }
 
     #[test]

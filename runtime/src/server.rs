@@ -45,8 +45,9 @@ pub fn run(options: Options, functions: &[Arc<Function>]) -> Result<(), String> 
     let listener = Async::new(listener).map_err(|e| e.to_string())?;
     let service = Arc::new(Service::new(Pool::new(options.pool.clone())));
     service.install(functions).map_err(|e| e.to_string())?;
-    let signals = async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
-        .map_err(|e| format!("cannot watch signals: {e}"))?;
+    let signals =
+        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
+            .map_err(|e| format!("cannot watch signals: {e}"))?;
 
     for f in functions {
         println!("wisp: {} -> {}", f.config.routes.join(", "), f.name());

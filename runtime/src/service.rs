@@ -22,7 +22,12 @@ pub struct Function {
 impl Function {
     pub fn new(config: FunctionConfig, module: Arc<Module>) -> Function {
         let env = config.env_pairs();
-        Function { config, module, log: FunctionLog::default(), env }
+        Function {
+            config,
+            module,
+            log: FunctionLog::default(),
+            env,
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -40,7 +45,10 @@ pub struct Service {
 
 impl Service {
     pub fn new(pool: Pool) -> Service {
-        Service { routes: RwLock::new(Arc::new(Table::default())), pool }
+        Service {
+            routes: RwLock::new(Arc::new(Table::default())),
+            pool,
+        }
     }
 
     /// Serves exactly these functions from now on. Requests already routed finish on the
@@ -67,11 +75,16 @@ impl Service {
     }
 
     fn table(&self) -> Arc<Table> {
-        self.routes.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     async fn invoke(&self, request: Request, table: &Table) -> Response {
-        let origin = request.header("origin").map(|o| String::from_utf8_lossy(o).into_owned());
+        let origin = request
+            .header("origin")
+            .map(|o| String::from_utf8_lossy(o).into_owned());
         let (route, split) = match table.lookup(&request.method, &request.path) {
             Lookup::NotFound => {
                 return Response::text(404, format!("no route for {}\n", request.path));
@@ -91,7 +104,11 @@ impl Service {
             }
         };
         let function = &route.target;
-        let info = RouteInfo { function: function.name(), pattern: &route.pattern, split };
+        let info = RouteInfo {
+            function: function.name(),
+            pattern: &route.pattern,
+            split,
+        };
         let invocation = wagi::invocation(request, &info, &function.env);
         let mut response = match self.pool.submit(function.module.clone(), invocation) {
             Ok(ticket) => respond(function, ticket.outcome().await),
@@ -124,7 +141,9 @@ fn is_preflight(request: &Request) -> bool {
 
 fn preflight(request: &Request, route: &Route<Arc<Function>>, origin: Option<&str>) -> Response {
     let cors = route.cors.as_ref().expect("preflight only on CORS routes");
-    let asked = request.header("access-control-request-headers").map(String::from_utf8_lossy);
+    let asked = request
+        .header("access-control-request-headers")
+        .map(String::from_utf8_lossy);
     let mut response = Response::new(204);
     response.headers = cors.preflight_headers(origin, &route.methods, asked.as_deref());
     response

@@ -24,25 +24,42 @@ pub fn invocation(request: Request, route: &RouteInfo, env: &[(String, String)])
     let (base, rest) = request.path.split_at(route.split.min(request.path.len()));
     let mut vars: Vec<String> = Vec::with_capacity(16 + request.headers.len() + env.len());
     let mut set = |k: &str, v: &str| vars.push(format!("{k}={v}"));
-    let host = request.header("host").map(String::from_utf8_lossy).unwrap_or_default();
-    let host = if host.is_empty() { request.local.to_string() } else { host.into_owned() };
+    let host = request
+        .header("host")
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    let host = if host.is_empty() {
+        request.local.to_string()
+    } else {
+        host.into_owned()
+    };
     let (server_name, _) = host.rsplit_once(':').unwrap_or((host.as_str(), ""));
     let full_path = if request.query.is_empty() {
         request.path.clone()
     } else {
         format!("{}?{}", request.path, request.query)
     };
-    set("SERVER_SOFTWARE", concat!("wisp/", env!("CARGO_PKG_VERSION")));
+    set(
+        "SERVER_SOFTWARE",
+        concat!("wisp/", env!("CARGO_PKG_VERSION")),
+    );
     set("GATEWAY_INTERFACE", "CGI/1.1");
-    set("SERVER_PROTOCOL", if request.version == 0 { "HTTP/1.0" } else { "HTTP/1.1" });
+    set(
+        "SERVER_PROTOCOL",
+        if request.version == 0 {
+            "HTTP/1.0"
+        } else {
+            "HTTP/1.1"
+        },
+    );
     set("SERVER_NAME", server_name);
     set("SERVER_PORT", &request.local.port().to_string());
     set("REMOTE_ADDR", &request.peer.ip().to_string());
     set("REMOTE_HOST", &request.peer.ip().to_string());
     set("REQUEST_METHOD", &request.method);
     set("SCRIPT_NAME", base);
-    set("PATH_INFO", &percent_decode(rest));
-    set("PATH_TRANSLATED", &percent_decode(rest));
+    set("PATH_INFO", &percent_decode(rest, false));
+    set("PATH_TRANSLATED", &percent_decode(rest, false));
     set("X_RAW_PATH_INFO", rest);
     set("QUERY_STRING", &request.query);
     set("X_MATCHED_ROUTE", route.pattern);
@@ -56,20 +73,39 @@ pub fn invocation(request: Request, route: &RouteInfo, env: &[(String, String)])
         let name: String = header
             .name
             .chars()
-            .map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() })
+            .map(|c| {
+                if c == '-' {
+                    '_'
+                } else {
+                    c.to_ascii_uppercase()
+                }
+            })
             .collect();
         // Never pass credentials meant for the platform, as CGI servers do not.
         if name == "AUTHORIZATION" || name == "CONTENT_TYPE" || name == "CONTENT_LENGTH" {
             continue;
         }
-        set(&format!("HTTP_{name}"), &String::from_utf8_lossy(&header.value));
+        set(
+            &format!("HTTP_{name}"),
+            &String::from_utf8_lossy(&header.value),
+        );
     }
     for (k, v) in env {
         set(k, v);
     }
     let mut args = vec![request.path.clone()];
-    args.extend(request.query.split('&').filter(|s| !s.is_empty()).map(percent_decode));
-    Invocation { args, env: vars, stdin: request.body }
+    args.extend(
+        request
+            .query
+            .split('&')
+            .filter(|s| !s.is_empty())
+            .map(|s| percent_decode(s, true)),
+    );
+    Invocation {
+        args,
+        env: vars,
+        stdin: request.body,
+    }
 }
 
 /// Parses a function's CGI output into a response.
@@ -82,17 +118,22 @@ pub fn response(stdout: Vec<u8>) -> Result<Response, String> {
     let mut status = None;
     let mut location = false;
     for line in head.lines().filter(|l| !l.is_empty()) {
-        let (name, value) =
-            line.split_once(':').ok_or_else(|| format!("malformed header line `{line}`"))?;
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("malformed header line `{line}`"))?;
         let (name, value) = (name.trim(), value.trim());
         if name.is_empty() || name.bytes().any(|b| !b.is_ascii_graphic()) {
             return Err(format!("malformed header name in `{line}`"));
         }
         if name.eq_ignore_ascii_case("status") {
-            let code = value.split_whitespace().next().and_then(|c| c.parse::<u16>().ok());
-            status = Some(code.filter(|c| (200..600).contains(c)).ok_or_else(|| {
-                format!("bad status `{value}`: expected a code from 200 to 599")
-            })?);
+            let code = value
+                .split_whitespace()
+                .next()
+                .and_then(|c| c.parse::<u16>().ok());
+            status =
+                Some(code.filter(|c| (200..600).contains(c)).ok_or_else(|| {
+                    format!("bad status `{value}`: expected a code from 200 to 599")
+                })?);
             continue;
         }
         location |= name.eq_ignore_ascii_case("location");
@@ -118,25 +159,24 @@ fn split_head(out: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
-/// Decodes `%XX` escapes (and `+` as space, as query strings use it); bad escapes stay.
-pub fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes, and `+` as a space where asked (query strings use it, paths do
+/// not); bad escapes stay as they are.
+pub fn percent_decode(s: &str, plus_as_space: bool) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
                 }
-            }
-            b'+' => out.push(b' '),
+                _ => out.push(b'%'),
+            },
+            b'+' if plus_as_space => out.push(b' '),
             b => out.push(b),
         }
         i += 1;
@@ -150,10 +190,13 @@ mod tests {
 
     #[test]
     fn parses_cgi_output() {
-        let r = response(b"Content-Type: text/plain\nStatus: 404 Not Found\n\nnope".to_vec())
-            .unwrap();
+        let r =
+            response(b"Content-Type: text/plain\nStatus: 404 Not Found\n\nnope".to_vec()).unwrap();
         assert_eq!(r.status, 404);
-        assert_eq!(r.headers, vec![("Content-Type".to_string(), "text/plain".to_string())]);
+        assert_eq!(
+            r.headers,
+            vec![("Content-Type".to_string(), "text/plain".to_string())]
+        );
         match r.body {
             crate::http::Body::Bytes(b) => assert_eq!(b, b"nope"),
             _ => panic!("bytes body expected"),
@@ -174,8 +217,9 @@ mod tests {
 
     #[test]
     fn decodes_percent_escapes() {
-        assert_eq!(percent_decode("a%20b+c"), "a b c");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
-        assert_eq!(percent_decode("%41%"), "A%");
+        assert_eq!(percent_decode("a%20b+c", true), "a b c");
+        assert_eq!(percent_decode("/a+b", false), "/a+b");
+        assert_eq!(percent_decode("%zz%4", false), "%zz%4");
+        assert_eq!(percent_decode("%41%", false), "A%");
     }
 }

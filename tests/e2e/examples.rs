@@ -5,7 +5,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::support::{Server, examples};
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 #[test]
@@ -19,7 +22,10 @@ fn date_answers_the_time_as_json_with_cors() {
     assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
     let json: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
     let now = json["now"].as_u64().unwrap();
-    assert!(before <= now && now <= after, "{before} <= {now} <= {after}");
+    assert!(
+        before <= now && now <= after,
+        "{before} <= {now} <= {after}"
+    );
 }
 
 #[test]
@@ -30,7 +36,11 @@ fn weather_answers_json() {
     let json: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
     let cities = json.as_array().unwrap();
     assert!(!cities.is_empty());
-    assert!(cities.iter().all(|c| c["city"].is_string() && c["temperature_c"].is_number()));
+    assert!(
+        cities
+            .iter()
+            .all(|c| c["city"].is_string() && c["temperature_c"].is_number())
+    );
     let one = server.get("/api/weather?city=lisbon");
     let json: serde_json::Value = serde_json::from_str(&one.body).unwrap();
     assert_eq!(json["city"], "Lisbon");
@@ -47,7 +57,10 @@ fn a_c_function_built_with_wasi_libc_runs() {
 #[test]
 fn preflight_is_answered_by_the_runtime() {
     let server = Server::start(&examples(), &[]);
-    let headers = [("Origin", "http://app.example"), ("Access-Control-Request-Method", "GET")];
+    let headers = [
+        ("Origin", "http://app.example"),
+        ("Access-Control-Request-Method", "GET"),
+    ];
     let reply = server.request("OPTIONS", "/api/date", &headers, b"");
     assert_eq!(reply.status, 204);
     assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
@@ -71,14 +84,21 @@ fn head_has_the_length_and_no_body() {
     let get = server.get("/api/weather");
     let head = server.request("HEAD", "/api/weather", &[], b"");
     assert_eq!(head.status, 200);
-    assert_eq!(head.header("content-length"), Some(get.body.len().to_string().as_str()));
+    assert_eq!(
+        head.header("content-length"),
+        Some(get.body.len().to_string().as_str())
+    );
     assert_eq!(head.body, "");
 }
 
 #[test]
 fn the_wagi_contract_reaches_the_guest() {
     let server = Server::start(&examples(), &[]);
-    let headers = [("X-Test", "yes"), ("Content-Type", "text/plain"), ("Authorization", "Bearer s")];
+    let headers = [
+        ("X-Test", "yes"),
+        ("Content-Type", "text/plain"),
+        ("Authorization", "Bearer s"),
+    ];
     let reply = server.request("POST", "/hostile/echo?a=1&b=x%20y", &headers, b"hello body");
     assert_eq!(reply.status, 200, "{reply:?}");
     let port = server.addr.port().to_string();
@@ -101,10 +121,17 @@ fn the_wagi_contract_reaches_the_guest() {
         "2=b=x y".into(),
         "body_len=10".into(),
     ] {
-        assert!(reply.body.lines().any(|l| l == line), "missing `{line}` in:\n{}", reply.body);
+        assert!(
+            reply.body.lines().any(|l| l == line),
+            "missing `{line}` in:\n{}",
+            reply.body
+        );
     }
     assert!(reply.body.ends_with("hello body"));
-    assert!(!reply.body.contains("AUTHORIZATION"), "credentials must not reach the guest");
+    assert!(
+        !reply.body.contains("AUTHORIZATION"),
+        "credentials must not reach the guest"
+    );
 }
 
 #[test]
@@ -119,8 +146,17 @@ fn cgi_status_location_and_headers_pass_through() {
 
 #[test]
 fn function_env_from_the_manifest_is_seen() {
-    let f = crate::support::function("hostile", "hostile", &["/h/..."], r#""env": {"GREETING": "hi there"}"#);
+    let f = crate::support::function(
+        "hostile",
+        "hostile",
+        &["/h/..."],
+        r#""env": {"GREETING": "hi there"}"#,
+    );
     let server = Server::start(&[f], &[]);
     let reply = server.get("/h/echo");
-    assert!(reply.body.lines().any(|l| l == "GREETING=hi there"), "{}", reply.body);
+    assert!(
+        reply.body.lines().any(|l| l == "GREETING=hi there"),
+        "{}",
+        reply.body
+    );
 }

@@ -22,9 +22,16 @@ fn in_background(server: &Server, path: &str) -> std::thread::JoinHandle<Reply> 
 fn hostile_beside_normal(server: &Server, path: &str) -> Reply {
     let hostile = in_background(server, path);
     let normal = server.get("/api/date");
-    assert_eq!(normal.status, 200, "a normal request beside {path}: {normal:?}");
+    assert_eq!(
+        normal.status, 200,
+        "a normal request beside {path}: {normal:?}"
+    );
     hostile.join().unwrap()
 }
+
+/// Enough fuel for `/hostile/spin` to compute for seconds: the default budget is about half a
+/// second of a desktop core.
+const SPIN_FUEL: &str = "1000000000000";
 
 fn limited(args: &[&str]) -> Server {
     Server::start(&examples(), args)
@@ -35,7 +42,11 @@ fn an_endless_loop_runs_out_of_fuel() {
     let server = limited(&["--fuel", "50000000", "--timeout-ms", "60000"]);
     let reply = hostile_beside_normal(&server, "/hostile/loop");
     assert_eq!(reply.status, 500);
-    assert!(reply.body.contains("fuel limit of 50000000 exhausted"), "{}", reply.body);
+    assert!(
+        reply.body.contains("fuel limit of 50000000 exhausted"),
+        "{}",
+        reply.body
+    );
 }
 
 #[test]
@@ -44,7 +55,11 @@ fn an_endless_loop_meets_its_deadline() {
     let started = Instant::now();
     let reply = hostile_beside_normal(&server, "/hostile/loop");
     assert_eq!(reply.status, 504);
-    assert!(reply.body.contains("deadline of 300 ms passed"), "{}", reply.body);
+    assert!(
+        reply.body.contains("deadline of 300 ms passed"),
+        "{}",
+        reply.body
+    );
     assert!(started.elapsed() >= Duration::from_millis(300));
 }
 
@@ -53,7 +68,11 @@ fn a_memory_bomb_hits_the_memory_cap() {
     let server = limited(&["--memory-mb", "16"]);
     let reply = hostile_beside_normal(&server, "/hostile/memory");
     assert_eq!(reply.status, 500);
-    assert!(reply.body.contains("memory limit of 16384 KiB reached"), "{}", reply.body);
+    assert!(
+        reply.body.contains("memory limit of 16384 KiB reached"),
+        "{}",
+        reply.body
+    );
 }
 
 #[test]
@@ -61,7 +80,13 @@ fn deep_recursion_hits_the_stack_cap() {
     let server = limited(&[]);
     let reply = hostile_beside_normal(&server, "/hostile/recurse-deep");
     assert_eq!(reply.status, 500);
-    assert!(reply.body.contains("stack limit of 1024 nested calls reached"), "{}", reply.body);
+    assert!(
+        reply
+            .body
+            .contains("stack limit of 1024 nested calls reached"),
+        "{}",
+        reply.body
+    );
     // Recursion that overflows the guest's own shadow stack first is a trap, still contained.
     let reply = hostile_beside_normal(&server, "/hostile/recurse");
     assert_eq!(reply.status, 500);
@@ -73,10 +98,18 @@ fn an_output_flood_hits_the_output_caps() {
     let server = limited(&["--stdout-kb", "256", "--stderr-kb", "16"]);
     let reply = hostile_beside_normal(&server, "/hostile/flood");
     assert_eq!(reply.status, 500);
-    assert!(reply.body.contains("stdout limit of 262144 bytes exceeded"), "{}", reply.body);
+    assert!(
+        reply.body.contains("stdout limit of 262144 bytes exceeded"),
+        "{}",
+        reply.body
+    );
     let reply = hostile_beside_normal(&server, "/hostile/stderr-flood");
     assert_eq!(reply.status, 500);
-    assert!(reply.body.contains("stderr limit of 16384 bytes exceeded"), "{}", reply.body);
+    assert!(
+        reply.body.contains("stderr limit of 16384 bytes exceeded"),
+        "{}",
+        reply.body
+    );
 }
 
 #[test]
@@ -95,7 +128,14 @@ fn traps_panics_and_exits_are_contained() {
 
 #[test]
 fn one_worker_interleaves_a_long_computation_with_short_requests() {
-    let server = limited(&["--workers", "1", "--timeout-ms", "20000"]);
+    let server = limited(&[
+        "--workers",
+        "1",
+        "--timeout-ms",
+        "20000",
+        "--fuel",
+        SPIN_FUEL,
+    ]);
     let long = in_background(&server, "/hostile/spin?ms=3000");
     // Let the long run take the only worker first.
     std::thread::sleep(Duration::from_millis(300));
@@ -105,14 +145,26 @@ fn one_worker_interleaves_a_long_computation_with_short_requests() {
         assert_eq!(server.get("/api/date").status, 200);
         waits.push(started.elapsed());
     }
-    assert!(!long.is_finished(), "the short requests were answered while the long one ran");
+    assert!(
+        !long.is_finished(),
+        "the short requests were answered while the long one ran"
+    );
     assert_eq!(long.join().unwrap().body, "done");
     eprintln!("with one worker busy for 3 s, /api/date took {waits:?}");
 }
 
 #[test]
 fn a_full_queue_answers_503_at_once() {
-    let server = limited(&["--workers", "1", "--max-running", "1", "--queue", "1"]);
+    let server = limited(&[
+        "--workers",
+        "1",
+        "--max-running",
+        "1",
+        "--queue",
+        "1",
+        "--fuel",
+        SPIN_FUEL,
+    ]);
     let running = in_background(&server, "/hostile/spin?ms=1500");
     std::thread::sleep(Duration::from_millis(300));
     let queued = in_background(&server, "/hostile/spin?ms=10");
@@ -127,16 +179,21 @@ fn a_full_queue_answers_503_at_once() {
 
 #[test]
 fn per_function_limits_override_the_server_defaults() {
-    let tight = function("tight", "hostile", &["/tight/..."], r#""limits": {"timeout_ms": 200}"#);
+    let tight = function(
+        "tight",
+        "hostile",
+        &["/tight/..."],
+        r#""limits": {"timeout_ms": 200}"#,
+    );
     let roomy = function("roomy", "hostile", &["/roomy/..."], "");
-    let server = Server::start(&[tight, roomy], &[]);
+    let server = Server::start(&[tight, roomy], &["--fuel", SPIN_FUEL]);
     assert_eq!(server.get("/tight/spin?ms=1000").status, 504);
     assert_eq!(server.get("/roomy/spin?ms=400").status, 200);
 }
 
 #[test]
 fn sigterm_lets_in_flight_requests_finish() {
-    let server = limited(&[]);
+    let server = limited(&["--fuel", SPIN_FUEL]);
     let slow = in_background(&server, "/hostile/spin?ms=800");
     std::thread::sleep(Duration::from_millis(200));
     let status = server.terminate();

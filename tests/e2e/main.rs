@@ -4,5 +4,6 @@
 mod cli;
 mod examples;
 mod limits;
+mod sdk;
 mod support;
 mod wire;

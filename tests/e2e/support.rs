@@ -19,7 +19,10 @@ pub fn modules() -> &'static Path {
             .status()
             .expect("run functions/build.sh");
         assert!(status.success(), "functions/build.sh failed");
-        functions.join("target/wasm32-wasip1/release").canonicalize().unwrap()
+        functions
+            .join("target/wasm32-wasip1/release")
+            .canonicalize()
+            .unwrap()
     })
 }
 
@@ -57,7 +60,11 @@ pub struct Server {
 /// The manifest entry of one test function.
 pub fn function(name: &str, module_name: &str, routes: &[&str], extra: &str) -> String {
     let routes: Vec<String> = routes.iter().map(|r| format!("{r:?}")).collect();
-    let extra = if extra.is_empty() { String::new() } else { format!(", {extra}") };
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!(", {extra}")
+    };
     format!(
         r#"{{"name": {name:?}, "module": {:?}, "routes": [{}]{extra}}}"#,
         module(module_name),
@@ -74,7 +81,12 @@ pub fn examples() -> Vec<String> {
             &["/api/date"],
             r#""methods": ["GET"], "cors": {"origins": ["*"], "methods": ["GET"]}"#,
         ),
-        function("weather", "weather", &["/api/weather"], r#""methods": ["GET"]"#),
+        function(
+            "weather",
+            "weather",
+            &["/api/weather"],
+            r#""methods": ["GET"]"#,
+        ),
         function("hello-c", "hello-c", &["/hello-c/..."], ""),
         function("hostile", "hostile", &["/hostile/..."], ""),
     ]
@@ -102,7 +114,12 @@ impl Server {
             line.clear();
             if stdout.read_line(&mut line).unwrap() == 0 {
                 let mut err = String::new();
-                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
                 panic!("wisp exited before listening: {err}");
             }
             if let Some(addr) = line.trim().strip_prefix("wisp: listening on http://") {
@@ -113,12 +130,18 @@ impl Server {
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         let mut stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        Server { addr, child, _dir: dir }
+        Server {
+            addr,
+            child,
+            _dir: dir,
+        }
     }
 
     pub fn connect(&self) -> TcpStream {
         let stream = TcpStream::connect(self.addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         stream
     }
 
@@ -132,7 +155,13 @@ impl Server {
     }
 
     /// One request with `Connection: close`; the parsed response.
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Reply {
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
@@ -175,7 +204,9 @@ pub struct Reply {
 
 impl Reply {
     pub fn parse(raw: &str) -> Reply {
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no head in {raw:?}"));
+        let (head, body) = raw
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no head in {raw:?}"));
         let mut lines = head.lines();
         let status_line = lines.next().unwrap();
         let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
@@ -185,10 +216,17 @@ impl Reply {
                 (k.trim().to_ascii_lowercase(), v.trim().to_string())
             })
             .collect();
-        Reply { status, headers, body: body.to_string() }
+        Reply {
+            status,
+            headers,
+            body: body.to_string(),
+        }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }

@@ -6,7 +6,10 @@ use std::time::Duration;
 use crate::support::{Reply, Server, examples};
 
 fn server() -> Server {
-    Server::start(&examples(), &["--max-body-kb", "64", "--head-timeout-ms", "300"])
+    Server::start(
+        &examples(),
+        &["--max-body-kb", "64", "--head-timeout-ms", "300"],
+    )
 }
 
 fn count(haystack: &str, needle: &str) -> usize {
@@ -27,7 +30,10 @@ fn keep_alive_and_pipelining_on_one_connection() {
 fn http_1_0_closes_after_the_response() {
     let server = server();
     let out = server.raw(b"GET /healthz HTTP/1.0\r\n\r\n");
-    assert!(out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200"), "{out}");
+    assert!(
+        out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200"),
+        "{out}"
+    );
     assert!(out.ends_with("ok\n"));
 }
 
@@ -37,7 +43,10 @@ fn chunked_and_100_continue_bodies_reach_the_function() {
     let chunked = b"POST /hostile/echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\
         Connection: close\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: y\r\n\r\n";
     let reply = Reply::parse(&server.raw(chunked));
-    assert!(reply.body.contains("body_len=11") && reply.body.ends_with("hello world"), "{reply:?}");
+    assert!(
+        reply.body.contains("body_len=11") && reply.body.ends_with("hello world"),
+        "{reply:?}"
+    );
 
     let mut stream = server.connect();
     let body = vec![b'x'; 50_000];
@@ -63,9 +72,18 @@ fn bad_requests_get_their_4xx() {
     let cases: &[(&[u8], &str)] = &[
         (b"GARBAGE\r\n\r\n", "400"),
         (b"GET /x HTTP/1.1\r\nBad Header\r\n\r\n", "400"),
-        (b"POST /x HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", "400"),
-        (b"POST /x HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc", "400"),
-        (b"POST /hostile/echo HTTP/1.1\r\nContent-Length: 999999\r\n\r\n", "413"),
+        (
+            b"POST /x HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "400",
+        ),
+        (
+            b"POST /x HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc",
+            "400",
+        ),
+        (
+            b"POST /hostile/echo HTTP/1.1\r\nContent-Length: 999999\r\n\r\n",
+            "413",
+        ),
     ];
     for (request, status) in cases {
         let out = server.raw(request);

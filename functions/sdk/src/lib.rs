@@ -156,9 +156,16 @@ impl Request {
         self.var("REQUEST_METHOD").unwrap_or("")
     }
 
-    /// The request path, such as `/api/weather` (`PATH_INFO`); empty if the host set none.
+    /// The path below the route that matched (`PATH_INFO`, as in CGI and WAGI): `/x/y` for a
+    /// request to `/api/x/y` on the route `/api/...`; empty for an exact route. Percent-decoded.
     pub fn path(&self) -> &str {
         self.var("PATH_INFO").unwrap_or("")
+    }
+
+    /// The part of the path the route names (`SCRIPT_NAME`): `/api` for the route `/api/...`,
+    /// the whole path for an exact route. `script_name()` then `path()` is the full path.
+    pub fn script_name(&self) -> &str {
+        self.var("SCRIPT_NAME").unwrap_or("")
     }
 
     /// The raw query string, without the `?` (`QUERY_STRING`); empty if there is none.

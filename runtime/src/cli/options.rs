@@ -34,7 +34,9 @@ Server options:
 
 fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, name: &str) -> Result<T, Error> {
     let value = parser.value()?.string()?;
-    value.parse().map_err(|_| Error(format!("--{name}: `{value}` is not a valid number")))
+    value
+        .parse()
+        .map_err(|_| Error(format!("--{name}: `{value}` is not a valid number")))
 }
 
 /// Parses the function-limit option `--name` into `limits`; false if it is not one.
@@ -55,7 +57,11 @@ pub fn limit(name: &str, parser: &mut lexopt::Parser, limits: &mut Limits) -> Re
 
 /// Parses the server option (or function limit) `--name` into `options`; false if it is
 /// neither.
-pub fn server(name: &str, parser: &mut lexopt::Parser, options: &mut Options) -> Result<bool, Error> {
+pub fn server(
+    name: &str,
+    parser: &mut lexopt::Parser,
+    options: &mut Options,
+) -> Result<bool, Error> {
     match name {
         "listen" => options.listen = parser.value()?.string()?,
         "workers" => {
@@ -73,8 +79,12 @@ pub fn server(name: &str, parser: &mut lexopt::Parser, options: &mut Options) ->
         "max-connections" => {
             options.http.max_connections = number::<usize>(parser, "max-connections")?.max(1);
         }
-        "max-body-kb" => options.http.max_body_bytes = number::<usize>(parser, "max-body-kb")? << 10,
-        "max-head-kb" => options.http.max_head_bytes = number::<usize>(parser, "max-head-kb")? << 10,
+        "max-body-kb" => {
+            options.http.max_body_bytes = number::<usize>(parser, "max-body-kb")? << 10
+        }
+        "max-head-kb" => {
+            options.http.max_head_bytes = number::<usize>(parser, "max-head-kb")? << 10
+        }
         "head-timeout-ms" => {
             options.http.head_timeout = Duration::from_millis(number(parser, "head-timeout-ms")?);
         }

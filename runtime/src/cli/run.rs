@@ -58,18 +58,30 @@ pub fn run(mut parser: lexopt::Parser) -> Result<ExitCode, Error> {
         }
     }
     let path = module.ok_or_else(|| Error("run needs a module (see wisp run --help)".into()))?;
-    let wasm = std::fs::read(&path).map_err(|e| Error(format!("cannot read {}: {e}", path.display())))?;
-    let module = Module::compile(&wasm, limits).map_err(|e| Error(format!("{}: {e}", path.display())))?;
+    let wasm =
+        std::fs::read(&path).map_err(|e| Error(format!("cannot read {}: {e}", path.display())))?;
+    let module =
+        Module::compile(&wasm, limits).map_err(|e| Error(format!("{}: {e}", path.display())))?;
     let mut stdin = Vec::new();
     if !std::io::stdin().is_terminal() {
         std::io::stdin()
             .read_to_end(&mut stdin)
             .map_err(|e| Error(format!("cannot read stdin: {e}")))?;
     }
-    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let mut argv = vec![name];
     argv.extend(args);
-    let outcome = engine::run_here(module, Invocation { args: argv, env, stdin });
+    let outcome = engine::run_here(
+        module,
+        Invocation {
+            args: argv,
+            env,
+            stdin,
+        },
+    );
     // A closed pipe on our side is not the guest's failure.
     let _ = std::io::stdout().write_all(&outcome.stdout);
     let _ = std::io::stdout().flush();

@@ -78,7 +78,8 @@ pub fn up(mut parser: lexopt::Parser) -> Result<ExitCode, Error> {
             _ => return Err(arg.unexpected().into()),
         }
     }
-    let manifest = manifest.ok_or_else(|| Error("up needs a manifest, e.g. functions/wisp.json".into()))?;
+    let manifest =
+        manifest.ok_or_else(|| Error("up needs a manifest, e.g. functions/wisp.json".into()))?;
     let manifest = Manifest::load(&manifest)?;
     if build {
         run_builds(&manifest)?;
@@ -118,12 +119,25 @@ fn load(manifest: &Manifest, options: &Options) -> Result<Vec<Arc<Function>>, Er
         .map(|config| {
             let path = manifest.module_path(config);
             let wasm = std::fs::read(&path).map_err(|e| {
-                let hint = if config.build.is_some() { " (did you mean `wisp up --build`?)" } else { "" };
-                Error(format!("function `{}`: cannot read {}: {e}{hint}", config.name, path.display()))
+                let hint = if config.build.is_some() {
+                    " (did you mean `wisp up --build`?)"
+                } else {
+                    ""
+                };
+                Error(format!(
+                    "function `{}`: cannot read {}: {e}{hint}",
+                    config.name,
+                    path.display()
+                ))
             })?;
             let limits = config.limits.apply(&options.limits);
-            let module = Module::compile(&wasm, limits)
-                .map_err(|e| Error(format!("function `{}` ({}): {e}", config.name, path.display())))?;
+            let module = Module::compile(&wasm, limits).map_err(|e| {
+                Error(format!(
+                    "function `{}` ({}): {e}",
+                    config.name,
+                    path.display()
+                ))
+            })?;
             Ok(Arc::new(Function::new(config.clone(), module)))
         })
         .collect()

@@ -6,8 +6,8 @@ use std::time::Duration;
 /// The budget of one invocation. Each limit, when hit, ends that invocation only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Fuel (wasmi's instruction meter) for the whole invocation. Default 1,000,000,000,
-    /// a few seconds of CPU on a Raspberry Pi 4.
+    /// Fuel (wasmi's instruction meter) for the whole invocation. Default 1,000,000,000:
+    /// about half a second of a desktop core's time, a few seconds of a Raspberry Pi's.
     pub fuel: u64,
     /// Wall-clock time from admission to the end of the run, time spent queued included.
     /// Default 10 s.

@@ -42,7 +42,10 @@ impl fmt::Display for CompileError {
             CompileError::NotWasm => f.write_str("not a WebAssembly module (bad magic number)"),
             CompileError::Invalid(why) => write!(f, "invalid module: {why}"),
             CompileError::UnknownImport { module, name } => {
-                write!(f, "module imports `{module}::{name}`, which Wisp does not provide")
+                write!(
+                    f,
+                    "module imports `{module}::{name}`, which Wisp does not provide"
+                )
             }
             CompileError::NoStart => {
                 f.write_str("module exports no `_start` function (build it as a WASI command)")
@@ -102,11 +105,19 @@ impl Module {
         }
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker).expect("the WASI names are unique");
-        let module = Module { engine, module, linker, limits, size: wasm.len() };
+        let module = Module {
+            engine,
+            module,
+            linker,
+            limits,
+            size: wasm.len(),
+        };
         // A trial instantiation catches what names alone do not: an import of the right name
         // with the wrong signature, or a data segment that does not fit.
         let mut store = module.store(Vec::new(), Vec::new(), Vec::new());
-        store.set_fuel(module.limits.fuel).expect("fuel metering is on");
+        store
+            .set_fuel(module.limits.fuel)
+            .expect("fuel metering is on");
         module
             .linker
             .instantiate_and_start(&mut store, &module.module)
@@ -140,7 +151,10 @@ impl Module {
             stdout_cap: self.limits.stdout_bytes,
             stderr_cap: self.limits.stderr_bytes,
             memory: None,
-            limiter: MemoryLimiter { max_bytes: self.limits.memory_bytes, refused: false },
+            limiter: MemoryLimiter {
+                max_bytes: self.limits.memory_bytes,
+                refused: false,
+            },
             started: Instant::now(),
         };
         let mut store = Store::new(&self.engine, state);
@@ -151,6 +165,9 @@ impl Module {
 
 impl fmt::Debug for Module {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Module").field("size", &self.size).field("limits", &self.limits).finish()
+        f.debug_struct("Module")
+            .field("size", &self.size)
+            .field("limits", &self.limits)
+            .finish()
     }
 }

@@ -37,7 +37,12 @@ pub struct PoolConfig {
 impl Default for PoolConfig {
     fn default() -> Self {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self { workers, queue: 256, max_running: 8 * workers, slice_fuel: 100_000 }
+        Self {
+            workers,
+            queue: 256,
+            max_running: 8 * workers,
+            slice_fuel: 100_000,
+        }
     }
 }
 
@@ -80,6 +85,9 @@ struct Task {
     reply: Sender<Outcome>,
 }
 
+// A `Work` lives for one step on a worker's stack; boxing the larger variant would cost an
+// allocation per slice for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Work {
     Start(Job),
     Resume(Task),
@@ -92,7 +100,10 @@ impl Ticket {
     /// Waits for the outcome. Dropping the ticket instead cancels the invocation at its next
     /// slice.
     pub async fn outcome(self) -> Outcome {
-        self.0.recv().await.unwrap_or_else(|_| Outcome::stopped(Stop::Trap("worker pool stopped".into())))
+        self.0
+            .recv()
+            .await
+            .unwrap_or_else(|_| Outcome::stopped(Stop::Trap("worker pool stopped".into())))
     }
 
     pub fn wait(self) -> Outcome {
@@ -130,7 +141,12 @@ impl Pool {
         if queue.stopping || queue.fresh.len() >= self.shared.config.queue {
             return Err(Busy);
         }
-        queue.fresh.push_back(Job { module, invocation, deadline, reply });
+        queue.fresh.push_back(Job {
+            module,
+            invocation,
+            deadline,
+            reply,
+        });
         drop(queue);
         self.shared.wake.notify_one();
         Ok(Ticket(answer))
@@ -227,7 +243,10 @@ impl Shared {
                     queue = match queue.sleeping.iter().map(|(at, _)| *at).min() {
                         Some(at) => {
                             let wait = at.saturating_duration_since(now);
-                            self.wake.wait_timeout(queue, wait).unwrap_or_else(|e| e.into_inner()).0
+                            self.wake
+                                .wait_timeout(queue, wait)
+                                .unwrap_or_else(|e| e.into_inner())
+                                .0
                         }
                         None => self.wake.wait(queue).unwrap_or_else(|e| e.into_inner()),
                     }
@@ -254,6 +273,12 @@ impl Queue {
 impl Outcome {
     /// The outcome of a run stopped before it could start.
     pub(crate) fn stopped(stop: Stop) -> Outcome {
-        Outcome { result: Err(stop), stdout: Vec::new(), stderr: Vec::new(), fuel_used: 0, memory_bytes: 0 }
+        Outcome {
+            result: Err(stop),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            fuel_used: 0,
+            memory_bytes: 0,
+        }
     }
 }

@@ -95,7 +95,9 @@ impl Run {
             .instantiate_and_start(&mut store, &module.module)
             .and_then(|instance| {
                 store.data_mut().memory = instance.get_memory(&store, "memory");
-                let start = instance.get_func(&store, "_start").expect("checked at compile");
+                let start = instance
+                    .get_func(&store, "_start")
+                    .expect("checked at compile");
                 start.call_resumable(&mut store, &[], &mut [])
             });
         let used = fuel - store.get_fuel().unwrap_or(0);
@@ -104,7 +106,13 @@ impl Run {
 
     /// Runs the next slice.
     pub(crate) fn resume(self, slice: u64) -> Step {
-        let Run { module, mut store, call, fuel_used, deadline } = self;
+        let Run {
+            module,
+            mut store,
+            call,
+            fuel_used,
+            deadline,
+        } = self;
         let remaining = module.limits.fuel - fuel_used;
         let (fuel, result) = match call {
             Suspended::OutOfFuel(call) => {
@@ -179,7 +187,13 @@ impl Run {
                 return Step::Done(outcome(store, fuel_used, stop));
             }
         };
-        let run = Run { module, store, call, fuel_used, deadline };
+        let run = Run {
+            module,
+            store,
+            call,
+            fuel_used,
+            deadline,
+        };
         if run.expired(Instant::now()) {
             return Step::Done(run.time_out());
         }
@@ -206,7 +220,16 @@ fn classify(error: &Error, store: &Store<HostState>, limits: &Limits) -> Result<
 }
 
 fn outcome(store: Store<HostState>, fuel_used: u64, result: Result<i32, Stop>) -> Outcome {
-    let memory_bytes = store.data().memory.map_or(0, |m| m.data_size(&store) as u64);
+    let memory_bytes = store
+        .data()
+        .memory
+        .map_or(0, |m| m.data_size(&store) as u64);
     let state = store.into_data();
-    Outcome { result, stdout: state.stdout, stderr: state.stderr, fuel_used, memory_bytes }
+    Outcome {
+        result,
+        stdout: state.stdout,
+        stderr: state.stderr,
+        fuel_used,
+        memory_bytes,
+    }
 }

@@ -13,8 +13,7 @@ fn run(wat: &str, limits: Limits) -> Outcome {
     run_here(compile(wat, limits), Invocation::default())
 }
 
-const WASI_WRITE: &str =
-    r#"(import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))"#;
+const WASI_WRITE: &str = r#"(import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))"#;
 
 /// A module whose `_start` writes `text` to `fd` `times` times, then returns fd_write's errno
 /// through `proc_exit`.
@@ -50,7 +49,10 @@ fn stdout_and_stderr_are_captured() {
 
 #[test]
 fn output_past_the_cap_stops_the_run() {
-    let limits = Limits { stdout_bytes: 1000, ..Limits::default() };
+    let limits = Limits {
+        stdout_bytes: 1000,
+        ..Limits::default()
+    };
     let out = run(&writer(1, "0123456789", 1000), limits);
     assert_eq!(out.result, Err(Stop::Limit(Limit::Stdout(1000))));
     assert!(out.stdout.len() <= 1000);
@@ -69,7 +71,11 @@ fn bad_guest_pointers_get_efault_not_a_host_panic() {
                 (i32.store (i32.const 4) (i32.const {len}))
                 (call $exit (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#
         );
-        assert_eq!(run(&wat, Limits::default()).result, Ok(21), "ptr {ptr} len {len}");
+        assert_eq!(
+            run(&wat, Limits::default()).result,
+            Ok(21),
+            "ptr {ptr} len {len}"
+        );
     }
     // The iovec array itself out of bounds.
     let wat = format!(
@@ -85,20 +91,34 @@ fn bad_guest_pointers_get_efault_not_a_host_panic() {
 #[test]
 fn fuel_is_metered_and_sliced() {
     let wat = r#"(module (func (export "_start") (loop $l (br $l))))"#;
-    let limits = Limits { fuel: 3_000_000, ..Limits::default() };
+    let limits = Limits {
+        fuel: 3_000_000,
+        ..Limits::default()
+    };
     let out = run(wat, limits);
     assert_eq!(out.result, Err(Stop::Limit(Limit::Fuel(3_000_000))));
     // Many slices of 100,000 were spent, and no more than the budget.
-    assert!(out.fuel_used <= 3_000_000 && out.fuel_used > 2_800_000, "{}", out.fuel_used);
+    assert!(
+        out.fuel_used <= 3_000_000 && out.fuel_used > 2_800_000,
+        "{}",
+        out.fuel_used
+    );
 }
 
 #[test]
 fn the_deadline_ends_a_run_between_slices() {
     let wat = r#"(module (func (export "_start") (loop $l (br $l))))"#;
-    let limits = Limits { timeout: Duration::from_millis(100), fuel: u64::MAX, ..Limits::default() };
+    let limits = Limits {
+        timeout: Duration::from_millis(100),
+        fuel: u64::MAX,
+        ..Limits::default()
+    };
     let started = Instant::now();
     let out = run(wat, limits);
-    assert_eq!(out.result, Err(Stop::Limit(Limit::Timeout(Duration::from_millis(100)))));
+    assert_eq!(
+        out.result,
+        Err(Stop::Limit(Limit::Timeout(Duration::from_millis(100))))
+    );
     assert!(started.elapsed() >= Duration::from_millis(100));
 }
 
@@ -109,7 +129,10 @@ fn memory_growth_stops_at_the_cap() {
       (func (export "_start")
         (loop $l (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))
         unreachable))"#;
-    let limits = Limits { memory_bytes: 4 << 20, ..Limits::default() };
+    let limits = Limits {
+        memory_bytes: 4 << 20,
+        ..Limits::default()
+    };
     let out = run(wat, limits);
     assert_eq!(out.result, Err(Stop::Limit(Limit::Memory(4 << 20))));
     assert_eq!(out.memory_bytes, 4 << 20);
@@ -118,7 +141,10 @@ fn memory_growth_stops_at_the_cap() {
 #[test]
 fn recursion_stops_at_the_depth_cap() {
     let wat = r#"(module (func $f (export "_start") (call $f)))"#;
-    let limits = Limits { max_recursion_depth: 200, ..Limits::default() };
+    let limits = Limits {
+        max_recursion_depth: 200,
+        ..Limits::default()
+    };
     assert_eq!(run(wat, limits).result, Err(Stop::Limit(Limit::Stack(200))));
 }
 
@@ -134,13 +160,21 @@ fn a_sleeping_guest_does_not_hold_its_worker() {
         (i32.store (i32.const 16) (i32.const 1))
         (i64.store (i32.const 24) (i64.const 300000000))
         (call $exit (call $poll (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 200)))))"#;
-    let pool = Pool::new(PoolConfig { workers: 1, ..PoolConfig::default() });
+    let pool = Pool::new(PoolConfig {
+        workers: 1,
+        ..PoolConfig::default()
+    });
     let started = Instant::now();
-    let sleeping = pool.submit(compile(sleeper, Limits::default()), Invocation::default()).unwrap();
+    let sleeping = pool
+        .submit(compile(sleeper, Limits::default()), Invocation::default())
+        .unwrap();
     let quick = compile(&writer(1, "hi", 1), Limits::default());
     let out = pool.submit(quick, Invocation::default()).unwrap().wait();
     assert_eq!(out.stdout, b"hi");
-    assert!(started.elapsed() < Duration::from_millis(300), "the quick run waited for the sleeper");
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "the quick run waited for the sleeper"
+    );
     assert_eq!(sleeping.wait().result, Ok(0));
     assert!(started.elapsed() >= Duration::from_millis(300));
 }
@@ -158,30 +192,55 @@ fn args_and_environment_reach_the_guest() {
             (i32.store (i32.const 36) (i32.const 5))
             (drop (call $fd_write (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 40)))))"#
     );
-    let invocation = Invocation { args: vec!["prog".into(), "world".into()], ..Default::default() };
+    let invocation = Invocation {
+        args: vec!["prog".into(), "world".into()],
+        ..Default::default()
+    };
     let out = run_here(compile(&wat, Limits::default()), invocation);
     assert_eq!(out.stdout, b"world");
 }
 
 #[test]
 fn modules_are_refused_with_the_reason() {
-    let refuse = |wat: &str, limits| Module::compile(&wat::parse_str(wat).unwrap(), limits).unwrap_err();
-    assert_eq!(Module::compile(b"nope", Limits::default()).unwrap_err(), CompileError::NotWasm);
+    let refuse =
+        |wat: &str, limits| Module::compile(&wat::parse_str(wat).unwrap(), limits).unwrap_err();
+    assert_eq!(
+        Module::compile(b"nope", Limits::default()).unwrap_err(),
+        CompileError::NotWasm
+    );
     assert_eq!(refuse("(module)", Limits::default()), CompileError::NoStart);
     assert_eq!(
-        refuse(r#"(module (func (export "_start") (param i32)))"#, Limits::default()),
+        refuse(
+            r#"(module (func (export "_start") (param i32)))"#,
+            Limits::default()
+        ),
         CompileError::NoStart
     );
     assert_eq!(
-        refuse(r#"(module (import "wisp" "nope" (func)) (func (export "_start")))"#, Limits::default()),
-        CompileError::UnknownImport { module: "wisp".into(), name: "nope".into() }
+        refuse(
+            r#"(module (import "wisp" "nope" (func)) (func (export "_start")))"#,
+            Limits::default()
+        ),
+        CompileError::UnknownImport {
+            module: "wisp".into(),
+            name: "nope".into()
+        }
     );
     let wrong_signature = r#"(module (import "wasi_snapshot_preview1" "fd_write" (func))
         (func (export "_start")))"#;
-    assert!(matches!(refuse(wrong_signature, Limits::default()), CompileError::Invalid(_)));
+    assert!(matches!(
+        refuse(wrong_signature, Limits::default()),
+        CompileError::Invalid(_)
+    ));
     let big = r#"(module (memory (export "memory") 100) (func (export "_start")))"#;
-    let limits = Limits { memory_bytes: 1 << 20, ..Limits::default() };
-    assert!(matches!(refuse(big, limits), CompileError::MemoryTooLarge { .. }));
+    let limits = Limits {
+        memory_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    assert!(matches!(
+        refuse(big, limits),
+        CompileError::MemoryTooLarge { .. }
+    ));
     assert!(matches!(
         Module::compile(b"\0asm\x01\0\0\0\x99", Limits::default()).unwrap_err(),
         CompileError::Invalid(_)

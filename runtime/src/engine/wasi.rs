@@ -38,32 +38,58 @@ const FDFLAGS_APPEND: u16 = 1;
 
 /// Adds the preview1 subset to `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), Error> {
-    linker.func_wrap(MODULE, "args_sizes_get", |mut c: Caller<'_, HostState>, count: i32, size: i32| {
-        errno(sizes_get(&mut c, |s| &s.args, count, size))
-    })?;
-    linker.func_wrap(MODULE, "args_get", |mut c: Caller<'_, HostState>, ptrs: i32, buf: i32| {
-        errno(strings_get(&mut c, |s| &s.args, ptrs, buf))
-    })?;
-    linker.func_wrap(MODULE, "environ_sizes_get", |mut c: Caller<'_, HostState>, n: i32, size: i32| {
-        errno(sizes_get(&mut c, |s| &s.env, n, size))
-    })?;
-    linker.func_wrap(MODULE, "environ_get", |mut c: Caller<'_, HostState>, ptrs: i32, buf: i32| {
-        errno(strings_get(&mut c, |s| &s.env, ptrs, buf))
-    })?;
+    linker.func_wrap(
+        MODULE,
+        "args_sizes_get",
+        |mut c: Caller<'_, HostState>, count: i32, size: i32| {
+            errno(sizes_get(&mut c, |s| &s.args, count, size))
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "args_get",
+        |mut c: Caller<'_, HostState>, ptrs: i32, buf: i32| {
+            errno(strings_get(&mut c, |s| &s.args, ptrs, buf))
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "environ_sizes_get",
+        |mut c: Caller<'_, HostState>, n: i32, size: i32| {
+            errno(sizes_get(&mut c, |s| &s.env, n, size))
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "environ_get",
+        |mut c: Caller<'_, HostState>, ptrs: i32, buf: i32| {
+            errno(strings_get(&mut c, |s| &s.env, ptrs, buf))
+        },
+    )?;
     linker.func_wrap(MODULE, "fd_read", fd_read)?;
     linker.func_wrap(MODULE, "fd_write", fd_write)?;
-    linker.func_wrap(MODULE, "fd_fdstat_get", |mut c: Caller<'_, HostState>, fd: i32, out: i32| {
-        errno(fdstat_get(&mut c, fd, out))
+    linker.func_wrap(
+        MODULE,
+        "fd_fdstat_get",
+        |mut c: Caller<'_, HostState>, fd: i32, out: i32| errno(fdstat_get(&mut c, fd, out)),
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "fd_filestat_get",
+        |mut c: Caller<'_, HostState>, fd: i32, out: i32| errno(filestat_get(&mut c, fd, out)),
+    )?;
+    linker.func_wrap(MODULE, "fd_close", |fd: i32| {
+        if is_stdio(fd) { SUCCESS } else { EBADF }
     })?;
-    linker.func_wrap(MODULE, "fd_filestat_get", |mut c: Caller<'_, HostState>, fd: i32, out: i32| {
-        errno(filestat_get(&mut c, fd, out))
-    })?;
-    linker.func_wrap(MODULE, "fd_close", |fd: i32| if is_stdio(fd) { SUCCESS } else { EBADF })?;
     linker.func_wrap(MODULE, "fd_prestat_get", |_: i32, _: i32| EBADF)?;
-    linker.func_wrap(MODULE, "fd_prestat_dir_name", |_: i32, _: i32, _: i32| EBADF)?;
-    linker.func_wrap(MODULE, "clock_res_get", |mut c: Caller<'_, HostState>, id: i32, out: i32| {
-        errno(clock_res_get(&mut c, id, out))
+    linker.func_wrap(MODULE, "fd_prestat_dir_name", |_: i32, _: i32, _: i32| {
+        EBADF
     })?;
+    linker.func_wrap(
+        MODULE,
+        "clock_res_get",
+        |mut c: Caller<'_, HostState>, id: i32, out: i32| errno(clock_res_get(&mut c, id, out)),
+    )?;
     linker.func_wrap(
         MODULE,
         "clock_time_get",
@@ -71,9 +97,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), Error>
             errno(clock_time_get(&mut c, id, out))
         },
     )?;
-    linker.func_wrap(MODULE, "random_get", |mut c: Caller<'_, HostState>, buf: i32, len: i32| {
-        errno(random_get(&mut c, buf, len))
-    })?;
+    linker.func_wrap(
+        MODULE,
+        "random_get",
+        |mut c: Caller<'_, HostState>, buf: i32, len: i32| errno(random_get(&mut c, buf, len)),
+    )?;
     linker.func_wrap(MODULE, "proc_exit", |code: i32| -> Result<(), Error> {
         Err(Error::i32_exit(code))
     })?;
@@ -113,9 +141,17 @@ const UNSUPPORTED: &[(&str, &[ValType], Errno)] = &[
     ("fd_tell", &[I32, I32], ESPIPE),
     ("path_create_directory", &[I32, I32, I32], ENOTDIR),
     ("path_filestat_get", &[I32, I32, I32, I32, I32], ENOTDIR),
-    ("path_filestat_set_times", &[I32, I32, I32, I32, I64, I64, I32], ENOTDIR),
+    (
+        "path_filestat_set_times",
+        &[I32, I32, I32, I32, I64, I64, I32],
+        ENOTDIR,
+    ),
     ("path_link", &[I32, I32, I32, I32, I32, I32, I32], ENOTDIR),
-    ("path_open", &[I32, I32, I32, I32, I32, I64, I64, I32, I32], ENOTDIR),
+    (
+        "path_open",
+        &[I32, I32, I32, I32, I32, I64, I64, I32, I32],
+        ENOTDIR,
+    ),
     ("path_readlink", &[I32, I32, I32, I32, I32, I32], ENOTDIR),
     ("path_remove_directory", &[I32, I32, I32], ENOTDIR),
     ("path_rename", &[I32, I32, I32, I32, I32, I32], ENOTDIR),
@@ -163,7 +199,9 @@ fn errno(result: Result<(), Errno>) -> Errno {
 }
 
 /// The guest's memory and the host state, borrowed together.
-fn split<'a>(caller: &'a mut Caller<'_, HostState>) -> Result<(&'a mut [u8], &'a mut HostState), Errno> {
+fn split<'a>(
+    caller: &'a mut Caller<'_, HostState>,
+) -> Result<(&'a mut [u8], &'a mut HostState), Errno> {
     let memory = caller.data().memory.ok_or(EFAULT)?;
     Ok(memory.data_and_store_mut(caller))
 }
@@ -273,10 +311,20 @@ fn fd_write(
     iovs_len: i32,
     nwritten: i32,
 ) -> Result<i32, Error> {
-    let Ok((mem, state)) = split(&mut caller) else { return Ok(EFAULT) };
+    let Ok((mem, state)) = split(&mut caller) else {
+        return Ok(EFAULT);
+    };
     let (out, cap, limit) = match fd {
-        1 => (&mut state.stdout, state.stdout_cap, Limit::Stdout(state.stdout_cap)),
-        2 => (&mut state.stderr, state.stderr_cap, Limit::Stderr(state.stderr_cap)),
+        1 => (
+            &mut state.stdout,
+            state.stdout_cap,
+            Limit::Stdout(state.stdout_cap),
+        ),
+        2 => (
+            &mut state.stderr,
+            state.stderr_cap,
+            Limit::Stderr(state.stderr_cap),
+        ),
         _ => return Ok(EBADF),
     };
     let vecs = match iovecs(mem, iovs, iovs_len) {
@@ -285,7 +333,9 @@ fn fd_write(
     };
     let mut total = 0usize;
     for (ptr, len) in vecs {
-        let Ok(r) = range(mem, ptr, len) else { return Ok(EFAULT) };
+        let Ok(r) = range(mem, ptr, len) else {
+            return Ok(EFAULT);
+        };
         if out.len() + len > cap {
             return Err(Error::host(HostStop::Limit(limit)));
         }
@@ -331,7 +381,9 @@ fn monotonic_origin() -> Instant {
 
 fn now_ns(state: &HostState, id: i32) -> Result<u64, Errno> {
     let ns = match id {
-        0 => SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default(),
+        0 => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default(),
         1 => monotonic_origin().elapsed(),
         // The invocation's own run time stands in for CPU time: it is what it is billed for.
         2 | 3 => state.started.elapsed(),
@@ -382,7 +434,11 @@ fn poll_oneoff(
             return Err(EINVAL);
         }
         let (mem, state) = split(&mut caller)?;
-        let all = range(mem, subs, nsubs.checked_mul(SUBSCRIPTION_SIZE).ok_or(EFAULT)?)?;
+        let all = range(
+            mem,
+            subs,
+            nsubs.checked_mul(SUBSCRIPTION_SIZE).ok_or(EFAULT)?,
+        )?;
         let subscriptions: Vec<[u8; SUBSCRIPTION_SIZE]> = mem[all]
             .chunks_exact(SUBSCRIPTION_SIZE)
             .map(|s| s.try_into().expect("subscription size"))

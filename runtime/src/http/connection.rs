@@ -1,8 +1,8 @@
 //! One client connection: reading requests off the socket and writing responses onto it.
 //!
-//! This is the only place that sees bytes and httparse. Everything here is sequential: one
-//! request is read, answered, and only then is the next one read, which is what keeps pipelined
-//! responses in order.
+//! This module (with [`parse`], its bytes-to-meaning half) is the only place that sees bytes
+//! and httparse. Everything here is sequential: one request is read, answered, and only then is
+//! the next one read, which is what keeps pipelined responses in order.
 
 use std::fmt::Write as _;
 use std::io::{self, IoSlice};
@@ -13,7 +13,11 @@ use smol::future::{self, Future};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Async, Timer};
 
-use super::{Body, Header, Limits, Request, Response, reason};
+use super::{Body, Limits, Request, Response, reason};
+
+mod parse;
+
+use parse::{Framing, blank_line_end, check_trailers, chunk_size, line_end, parse_head};
 
 /// The read buffer starts this small and grows up to its capacity only for large heads.
 const INITIAL_BUFFER: usize = 4096;
@@ -91,25 +95,7 @@ impl Stop {
     }
 }
 
-/// How the request body is delimited.
-enum Framing {
-    Empty,
-    Length(u64),
-    Chunked,
-}
-
-/// The request head, with what the front end needs to know about its framing.
-struct Head {
-    method: String,
-    path: String,
-    query: String,
-    version: u8,
-    headers: Vec<Header>,
-    framing: Framing,
-    keep_alive: bool,
-    expect_continue: bool,
-}
-
+/// One client connection: its socket, its read buffer, and the buffer responses are built in.
 pub(super) struct Connection {
     stream: Async<TcpStream>,
     peer: SocketAddr,
@@ -352,6 +338,7 @@ impl Connection {
     /// Reads until `find` locates the end of what is wanted in the pending bytes, and returns
     /// its length. `find` gets how much it has already searched, so each byte is searched about
     /// once however slowly the client sends them.
+    // INVARIANT: `find` returns at most the length it was given, so `start + len <= end`.
     async fn fill_until(
         &mut self,
         max: usize,
@@ -414,15 +401,7 @@ impl Connection {
                 .fill_until(self.capacity, deadline, line_end)
                 .await
                 .map_err(|stop| stop.reject(SLOW_BODY, BAD_CHUNK))?;
-            let line = &self.buf[self.start..self.start + len];
-            // httparse reads an empty size as zero, which would end the body early.
-            if !line.first().is_some_and(u8::is_ascii_hexdigit) {
-                return Err(BAD_CHUNK);
-            }
-            let size = match httparse::parse_chunk_size(line) {
-                Ok(httparse::Status::Complete((_, size))) => size,
-                _ => return Err(BAD_CHUNK),
-            };
+            let size = chunk_size(&self.buf[self.start..self.start + len]).ok_or(BAD_CHUNK)?;
             self.start += len;
             if size == 0 {
                 break;
@@ -447,19 +426,14 @@ impl Connection {
             }
             self.start += len;
         }
-        // Trailers are read to keep the framing, then dropped: nothing above uses them.
         let len = self
             .fill_until(self.capacity, deadline, blank_line_end)
             .await
             .map_err(|stop| stop.reject(SLOW_BODY, ReadError::Reject(431, "trailers too large")))?;
-        let mut slots = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
-        match httparse::parse_headers(&self.buf[self.start..self.start + len], &mut slots) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Err(httparse::Error::TooManyHeaders) => {
-                return Err(ReadError::Reject(431, "too many trailer fields"));
-            }
-            _ => return Err(ReadError::Reject(400, "malformed trailer section")),
-        }
+        check_trailers(
+            &self.buf[self.start..self.start + len],
+            self.limits.max_headers,
+        )?;
         self.start += len;
         Ok(body)
     }
@@ -565,187 +539,6 @@ async fn write_all(
         IoSlice::advance_slices(&mut bufs, n);
     }
     Ok(())
-}
-
-/// The length up to and including the first empty line, searching from about `from`.
-fn blank_line_end(buf: &[u8], from: usize) -> Option<usize> {
-    // An empty line starts the buffer (an empty trailer section) or follows a '\n'.
-    if buf.starts_with(b"\n") {
-        return Some(1);
-    }
-    if buf.starts_with(b"\r\n") {
-        return Some(2);
-    }
-    // The two bytes before `from` may start an empty line that ends after it.
-    let from = from.saturating_sub(2);
-    let tail = buf.get(from..)?;
-    tail.iter()
-        .enumerate()
-        .filter(|&(_, &b)| b == b'\n')
-        .find_map(|(i, _)| {
-            let rest = &tail[i + 1..];
-            if rest.starts_with(b"\n") {
-                Some(from + i + 2)
-            } else if rest.starts_with(b"\r\n") {
-                Some(from + i + 3)
-            } else {
-                None
-            }
-        })
-}
-
-/// The length up to and including the first '\n', searching from `from`.
-fn line_end(buf: &[u8], from: usize) -> Option<usize> {
-    let tail = buf.get(from..)?;
-    tail.iter().position(|&b| b == b'\n').map(|i| from + i + 1)
-}
-
-/// Parses a complete head, from the request line to the empty line.
-fn parse_head(bytes: &[u8], max_headers: usize) -> Result<Head, ReadError> {
-    let mut slots = vec![httparse::EMPTY_HEADER; max_headers];
-    let mut parsed = httparse::Request::new(&mut slots);
-    match parsed.parse(bytes) {
-        Ok(httparse::Status::Complete(_)) => {}
-        // The empty line is there, so the head cannot be incomplete: it is malformed.
-        Ok(httparse::Status::Partial) => {
-            return Err(ReadError::Reject(400, "malformed request head"));
-        }
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(ReadError::Reject(431, "too many header fields"));
-        }
-        Err(httparse::Error::Version) => return Err(version_error(bytes)),
-        Err(httparse::Error::HeaderName) => {
-            return Err(ReadError::Reject(400, "invalid header name"));
-        }
-        Err(httparse::Error::HeaderValue) => {
-            return Err(ReadError::Reject(400, "invalid header value"));
-        }
-        Err(_) => return Err(ReadError::Reject(400, "malformed request line")),
-    }
-    let (Some(method), Some(target), Some(version)) = (parsed.method, parsed.path, parsed.version)
-    else {
-        return Err(ReadError::Reject(400, "malformed request line"));
-    };
-    let (path, query) =
-        split_target(method, target).ok_or(ReadError::Reject(400, "invalid request target"))?;
-
-    let mut length: Option<u64> = None;
-    let mut codings = 0;
-    let mut chunked = false;
-    let (mut close, mut keep_alive, mut expect_continue) = (false, false, false);
-    for header in parsed.headers.iter() {
-        let name = header.name;
-        let items = header
-            .value
-            .split(|&b| b == b',')
-            .map(<[u8]>::trim_ascii)
-            .filter(|i| !i.is_empty());
-        if name.eq_ignore_ascii_case("content-length") {
-            // A list of equal values is a duplicated field, which is allowed (RFC 9112 §6.3).
-            for item in header.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                let n =
-                    parse_length(item).ok_or(ReadError::Reject(400, "invalid Content-Length"))?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(ReadError::Reject(400, "conflicting Content-Length values"));
-                }
-                length = Some(n);
-            }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            for item in items {
-                codings += 1;
-                chunked = item.eq_ignore_ascii_case(b"chunked");
-            }
-        } else if name.eq_ignore_ascii_case("connection") {
-            for item in items {
-                close |= item.eq_ignore_ascii_case(b"close");
-                keep_alive |= item.eq_ignore_ascii_case(b"keep-alive");
-            }
-        } else if name.eq_ignore_ascii_case("expect") {
-            expect_continue |= header
-                .value
-                .trim_ascii()
-                .eq_ignore_ascii_case(b"100-continue");
-        }
-    }
-    // Any ambiguity in where the body ends is how requests get smuggled: refuse it.
-    let framing = match (length, codings) {
-        (None, 0) => Framing::Empty,
-        (Some(n), 0) => Framing::Length(n),
-        (Some(_), _) => {
-            return Err(ReadError::Reject(
-                400,
-                "both Content-Length and Transfer-Encoding",
-            ));
-        }
-        (None, _) if version == 0 => {
-            return Err(ReadError::Reject(
-                400,
-                "Transfer-Encoding in an HTTP/1.0 request",
-            ));
-        }
-        (None, 1) if chunked => Framing::Chunked,
-        (None, _) => return Err(ReadError::Reject(400, "unsupported Transfer-Encoding")),
-    };
-
-    Ok(Head {
-        method: method.to_owned(),
-        path: path.to_owned(),
-        query: query.to_owned(),
-        version,
-        headers: parsed
-            .headers
-            .iter()
-            .map(|h| Header {
-                name: h.name.to_owned(),
-                value: h.value.to_vec(),
-            })
-            .collect(),
-        framing,
-        keep_alive: !close && (version >= 1 || keep_alive),
-        expect_continue: expect_continue && version >= 1,
-    })
-}
-
-/// `HTTP/x.y` with a version other than 1.0 and 1.1 is well formed, just not ours.
-fn version_error(head: &[u8]) -> ReadError {
-    let line = head
-        .split(|&b| b == b'\n')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii_end();
-    match line.rsplit(|&b| b == b' ').next().unwrap_or_default() {
-        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-            if major.is_ascii_digit() && minor.is_ascii_digit() =>
-        {
-            ReadError::Reject(505, "HTTP version not supported")
-        }
-        _ => ReadError::Reject(400, "malformed request line"),
-    }
-}
-
-/// Splits a request target into path and query, taking the path out of an absolute-form target.
-fn split_target<'a>(method: &str, target: &'a str) -> Option<(&'a str, &'a str)> {
-    let origin = if target.starts_with('/') {
-        target
-    } else if target == "*" {
-        return (method == "OPTIONS").then_some(("*", ""));
-    } else {
-        let (scheme, rest) = target.split_once("://")?;
-        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-            return None;
-        }
-        rest.find(['/', '?']).map_or("", |i| &rest[i..])
-    };
-    let (path, query) = origin.split_once('?').unwrap_or((origin, ""));
-    Some((if path.is_empty() { "/" } else { path }, query))
-}
-
-/// A Content-Length value: digits only (`str::parse` would also take a `+`).
-fn parse_length(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 /// Whether a handler's header can be written as is: a token name, and no byte in the value

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use smol::channel::{self, Receiver, Sender};
-use smol::future::FutureExt as _;
+use smol::future::{self, FutureExt as _};
 use smol::lock::{Semaphore, SemaphoreGuardArc};
 use smol::{Async, Executor, Timer};
 
@@ -65,7 +65,8 @@ pub async fn serve<H: Handler>(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let grace = limits.shutdown_grace;
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    // A cap of 0 would accept nothing, ever.
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let shared = Arc::new(Shared {
         limits,
         handler,
@@ -116,14 +117,17 @@ pub async fn serve<H: Handler>(
                 run(conn, &shared, stopped).or(aborted).await;
             })
             .detach();
+            // While clients keep coming, `accept` is always ready: let the new connections and
+            // the shutdown check have their turn.
+            future::yield_now().await;
         }
     };
-    let result = accepting
-        .or(async {
-            shutdown.await;
-            Ok(())
-        })
-        .await;
+    // Polled first, so shutdown wins over a backlog of clients.
+    let stopping = async {
+        shutdown.await;
+        Ok(())
+    };
+    let result = stopping.or(accepting).await;
 
     // Refuse new clients right away rather than leaving them in the backlog.
     drop(listener);

@@ -205,7 +205,7 @@ impl Client {
         }
     }
 
-    /// Reads a whole response, decoding its framing.
+    /// Reads a whole response, with a body framed by its length or by the close.
     fn response(&mut self) -> Resp {
         let mut resp = self.head();
         if resp.status < 200 || resp.status == 204 || resp.status == 304 {
@@ -214,20 +214,9 @@ impl Client {
         if let Some(len) = resp.header("Content-Length") {
             resp.body = vec![0; len.parse().unwrap()];
             self.reader.read_exact(&mut resp.body).unwrap();
-        } else if resp.header("Transfer-Encoding") == Some("chunked") {
-            loop {
-                let mut line = String::new();
-                self.reader.read_line(&mut line).unwrap();
-                let size = usize::from_str_radix(line.trim_end(), 16).unwrap();
-                let mut chunk = vec![0; size + 2];
-                self.reader.read_exact(&mut chunk).unwrap();
-                assert!(chunk.ends_with(b"\r\n"));
-                if size == 0 {
-                    break;
-                }
-                resp.body.extend_from_slice(&chunk[..size]);
-            }
         } else {
+            // Unframed: the body ends with the connection.
+            assert_eq!(resp.header("Connection"), Some("close"), "{resp:?}");
             self.reader.read_to_end(&mut resp.body).unwrap();
         }
         resp

@@ -28,7 +28,10 @@ impl Cors {
             return Some(("*".into(), false));
         }
         let origin = origin?;
-        self.origins.iter().any(|o| o.eq_ignore_ascii_case(origin)).then(|| (origin.into(), true))
+        self.origins
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(origin))
+            .then(|| (origin.into(), true))
     }
 
     /// The headers for an actual (non-preflight) response.
@@ -51,7 +54,11 @@ impl Cors {
     ) -> Vec<(String, String)> {
         let mut out = Vec::new();
         self.response_headers(origin, &mut out);
-        let methods = if self.methods.is_empty() { route_methods } else { &self.methods };
+        let methods = if self.methods.is_empty() {
+            route_methods
+        } else {
+            &self.methods
+        };
         let methods = if methods.is_empty() {
             "GET, HEAD, POST, PUT, PATCH, DELETE".to_string()
         } else {

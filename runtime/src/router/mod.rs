@@ -75,7 +75,11 @@ pub struct RouteTable<T> {
 
 impl<T> Default for RouteTable<T> {
     fn default() -> Self {
-        Self { routes: Vec::new(), exact: HashMap::new(), prefixes: Vec::new() }
+        Self {
+            routes: Vec::new(),
+            exact: HashMap::new(),
+            prefixes: Vec::new(),
+        }
     }
 }
 
@@ -83,7 +87,9 @@ impl<T> Default for RouteTable<T> {
 pub fn parse_pattern(pattern: &str) -> Result<(&str, bool), RouteError> {
     let invalid = || RouteError::Invalid(pattern.to_string());
     if !pattern.starts_with('/')
-        || pattern.chars().any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+        || pattern
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
     {
         return Err(invalid());
     }
@@ -98,7 +104,10 @@ pub fn parse_pattern(pattern: &str) -> Result<(&str, bool), RouteError> {
 impl<T> RouteTable<T> {
     /// Builds a table, refusing invalid or duplicate patterns.
     pub fn new(routes: Vec<Route<T>>) -> Result<Self, RouteError> {
-        let mut table = RouteTable { routes: Vec::new(), ..Default::default() };
+        let mut table = RouteTable {
+            routes: Vec::new(),
+            ..Default::default()
+        };
         for (i, route) in routes.iter().enumerate() {
             let (base, prefix) = parse_pattern(&route.pattern)?;
             let fresh = if prefix {
@@ -112,7 +121,9 @@ impl<T> RouteTable<T> {
                 return Err(RouteError::Duplicate(route.pattern.clone()));
             }
         }
-        table.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        table
+            .prefixes
+            .sort_by_key(|(base, _)| std::cmp::Reverse(base.len()));
         table.routes = routes;
         Ok(table)
     }
@@ -124,14 +135,21 @@ impl<T> RouteTable<T> {
     /// Finds the route for `path`, then checks `method` against it.
     pub fn lookup(&self, method: &str, path: &str) -> Lookup<'_, T> {
         let found = match self.exact.get(path) {
-            Some(&i) => Some(Match { route: &self.routes[i], split: path.len() }),
+            Some(&i) => Some(Match {
+                route: &self.routes[i],
+                split: path.len(),
+            }),
             None => self.prefixes.iter().find_map(|(base, i)| {
                 let rest = path.strip_prefix(base.as_str())?;
-                (rest.is_empty() || rest.starts_with('/') || base.ends_with('/'))
-                    .then_some(Match { route: &self.routes[*i], split: base.len() })
+                (rest.is_empty() || rest.starts_with('/') || base.ends_with('/')).then_some(Match {
+                    route: &self.routes[*i],
+                    split: base.len(),
+                })
             }),
         };
-        let Some(found) = found else { return Lookup::NotFound };
+        let Some(found) = found else {
+            return Lookup::NotFound;
+        };
         if allows(&found.route.methods, method) {
             Lookup::Found(found)
         } else {
@@ -143,7 +161,9 @@ impl<T> RouteTable<T> {
 
 fn allows(methods: &[String], method: &str) -> bool {
     methods.is_empty()
-        || methods.iter().any(|m| m == method || (m == "GET" && method == "HEAD"))
+        || methods
+            .iter()
+            .any(|m| m == method || (m == "GET" && method == "HEAD"))
 }
 
 fn allow_header<T>(route: &Route<T>) -> String {

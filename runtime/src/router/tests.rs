@@ -21,9 +21,11 @@ fn table() -> RouteTable<u32> {
 
 fn target(t: &RouteTable<u32>, method: &str, path: &str) -> Option<(u32, String, String)> {
     match t.lookup(method, path) {
-        Lookup::Found(m) => {
-            Some((m.route.target, path[..m.split].into(), path[m.split..].into()))
-        }
+        Lookup::Found(m) => Some((
+            m.route.target,
+            path[..m.split].into(),
+            path[m.split..].into(),
+        )),
         _ => None,
     }
 }
@@ -31,11 +33,26 @@ fn target(t: &RouteTable<u32>, method: &str, path: &str) -> Option<(u32, String,
 #[test]
 fn exact_beats_prefix_and_longest_prefix_wins() {
     let t = table();
-    assert_eq!(target(&t, "GET", "/api/date"), Some((1, "/api/date".into(), "".into())));
-    assert_eq!(target(&t, "PUT", "/api/other/x"), Some((2, "/api".into(), "/other/x".into())));
-    assert_eq!(target(&t, "POST", "/api"), Some((2, "/api".into(), "".into())));
-    assert_eq!(target(&t, "POST", "/api/deep/x"), Some((3, "/api/deep".into(), "/x".into())));
-    assert_eq!(target(&t, "GET", "/elsewhere"), Some((4, "".into(), "/elsewhere".into())));
+    assert_eq!(
+        target(&t, "GET", "/api/date"),
+        Some((1, "/api/date".into(), "".into()))
+    );
+    assert_eq!(
+        target(&t, "PUT", "/api/other/x"),
+        Some((2, "/api".into(), "/other/x".into()))
+    );
+    assert_eq!(
+        target(&t, "POST", "/api"),
+        Some((2, "/api".into(), "".into()))
+    );
+    assert_eq!(
+        target(&t, "POST", "/api/deep/x"),
+        Some((3, "/api/deep".into(), "/x".into()))
+    );
+    assert_eq!(
+        target(&t, "GET", "/elsewhere"),
+        Some((4, "".into(), "/elsewhere".into()))
+    );
 }
 
 #[test]
@@ -73,7 +90,12 @@ fn bad_and_duplicate_patterns_are_refused() {
 
 #[test]
 fn cors_origins_and_preflight() {
-    let any = Cors { origins: vec!["*".into()], methods: vec![], headers: vec![], max_age: None };
+    let any = Cors {
+        origins: vec!["*".into()],
+        methods: vec![],
+        headers: vec![],
+        max_age: None,
+    };
     assert_eq!(any.allow_origin(None), Some(("*".into(), false)));
     let one = Cors {
         origins: vec!["https://a.example".into()],
@@ -83,7 +105,10 @@ fn cors_origins_and_preflight() {
     };
     assert_eq!(one.allow_origin(Some("https://b.example")), None);
     let h = one.preflight_headers(Some("https://a.example"), &[], Some("x-token"));
-    assert!(h.contains(&("Access-Control-Allow-Origin".into(), "https://a.example".into())));
+    assert!(h.contains(&(
+        "Access-Control-Allow-Origin".into(),
+        "https://a.example".into()
+    )));
     assert!(h.contains(&("Vary".into(), "Origin".into())));
     assert!(h.contains(&("Access-Control-Allow-Methods".into(), "GET".into())));
     assert!(h.contains(&("Access-Control-Allow-Headers".into(), "x-token".into())));
