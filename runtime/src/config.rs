@@ -92,7 +92,13 @@ impl FunctionConfig {
         if self.routes.is_empty() {
             return Err(format!("function `{}` has no routes", self.name));
         }
-        for route in &self.routes {
+        for (i, route) in self.routes.iter().enumerate() {
+            if self.routes[..i].contains(route) {
+                return Err(format!(
+                    "function `{}`: route `{route}` is given twice",
+                    self.name
+                ));
+            }
             parse_pattern(route).map_err(|e| format!("function `{}`: {e}", self.name))?;
             if route.starts_with("/_wisp/") || route == "/_wisp/..." || route == "/healthz" {
                 return Err(format!(

@@ -21,11 +21,14 @@
 //! Beside them: [`config`] (function configuration and the `wisp.json` manifest), [`logs`]
 //! (each function's recent log lines), [`server`] (start and stop), [`cli`] (the commands).
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod http;
 pub mod logs;
+pub mod metrics;
+pub mod registry;
 pub mod router;
 pub mod server;
 pub mod service;

@@ -3,14 +3,19 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use smol::stream::StreamExt;
 use smol::{Async, Executor};
 
+use crate::admin::Token;
+use crate::config::Manifest;
 use crate::engine::{Limits, Pool, PoolConfig};
-use crate::http::{self, Stats};
-use crate::service::{Function, Service};
+use crate::http;
+use crate::registry::{self, Registry};
+use crate::service::Service;
 
 /// Everything a server is started with.
 #[derive(Debug, Clone)]
@@ -23,6 +28,14 @@ pub struct Options {
     pub io_threads: usize,
     /// The limits of functions that do not set their own.
     pub limits: Limits,
+    /// The data folder: registry, modules, admin token. Default: `$STATE_DIRECTORY` (set by
+    /// systemd's `StateDirectory=`), else `wisp-data` in the working folder.
+    pub data: PathBuf,
+    /// Where the admin token is kept. Default: `admin.token` in the data folder. The
+    /// `WISP_TOKEN` environment variable, when set, overrides both.
+    pub token_file: Option<PathBuf>,
+    /// Largest module a deploy may upload. Default 64 MiB.
+    pub max_module_bytes: usize,
 }
 
 impl Default for Options {
@@ -33,24 +46,145 @@ impl Default for Options {
             pool: PoolConfig::default(),
             io_threads: 1,
             limits: Limits::default(),
+            data: std::env::var_os("STATE_DIRECTORY")
+                .map_or_else(|| PathBuf::from("wisp-data"), PathBuf::from),
+            token_file: None,
+            max_module_bytes: 64 << 20,
         }
     }
 }
 
-/// Serves `functions` until SIGTERM or SIGINT, then finishes in-flight requests and returns.
-pub fn run(options: Options, functions: &[Arc<Function>]) -> Result<(), String> {
+/// The admin token: from `WISP_TOKEN`, else from the token file, created with a fresh random
+/// 256-bit token (mode 0600) on first start. Says where it is; never prints the token.
+fn admin_token(options: &Options) -> Result<Token, String> {
+    if let Ok(token) = std::env::var("WISP_TOKEN")
+        && !token.trim().is_empty()
+    {
+        println!("wisp: admin token from WISP_TOKEN");
+        return Ok(Token::new(token.trim().to_string()));
+    }
+    let path = options
+        .token_file
+        .clone()
+        .unwrap_or_else(|| options.data.join("admin.token"));
+    match std::fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => {
+            println!("wisp: admin token in {}", path.display());
+            Ok(Token::new(token.trim().to_string()))
+        }
+        Ok(_) => Err(format!("the token file {} is empty", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for a token: {e}"))?;
+            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            write_new_file(&path, format!("{token}\n").as_bytes())
+                .map_err(|e| format!("cannot create the token file {}: {e}", path.display()))?;
+            println!("wisp: created an admin token in {}", path.display());
+            Ok(Token::new(token))
+        }
+        Err(e) => Err(format!(
+            "cannot read the token file {}: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// Creates `path` readable by its owner only, durably.
+fn write_new_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    registry::sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Deploys the manifest's functions whose module or configuration differ from what serves.
+fn deploy_manifest(service: &Service, manifest: &Manifest) -> Result<(), String> {
+    for entry in &manifest.functions {
+        let path = manifest.module_path(entry);
+        let wasm = std::fs::read(&path).map_err(|e| {
+            let hint = if entry.build.is_some() {
+                " (did you mean `wisp up --build`?)"
+            } else {
+                ""
+            };
+            format!(
+                "function `{}`: cannot read {}: {e}{hint}",
+                entry.name,
+                path.display()
+            )
+        })?;
+        let config = crate::config::FunctionConfig {
+            module: None,
+            build: None,
+            ..entry.clone()
+        };
+        let same = service
+            .get(&config.name)
+            .is_some_and(|f| f.config == config && f.hash == registry::hash(&wasm));
+        if !same {
+            service
+                .deploy(config, &wasm)
+                .map_err(|e| format!("function `{}` ({}): {e}", entry.name, path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Serves the data folder's functions, and the manifest's if given, until SIGTERM or SIGINT;
+/// then finishes in-flight requests and returns.
+pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&options.data)
+        .map_err(|e| {
+            format!(
+                "cannot create the data folder {}: {e}",
+                options.data.display()
+            )
+        })?;
+    let token = admin_token(&options)?;
+    let registry = Registry::open(&options.data).map_err(|e| {
+        format!(
+            "cannot open the data folder {}: {e}",
+            options.data.display()
+        )
+    })?;
+    let pool = Pool::new(options.pool.clone());
+    let service = Service::new(
+        pool,
+        registry,
+        options.limits.clone(),
+        token,
+        options.max_module_bytes,
+    );
+    for problem in service.load().map_err(|e| e.to_string())? {
+        eprintln!("wisp: warning: not serving {problem}");
+    }
+    if let Some(manifest) = manifest {
+        deploy_manifest(&service, manifest)?;
+    }
     let listener = TcpListener::bind(&options.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
     let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
     let listener = Async::new(listener).map_err(|e| e.to_string())?;
-    let service = Arc::new(Service::new(Pool::new(options.pool.clone())));
-    service.install(functions).map_err(|e| e.to_string())?;
+    let functions = service.functions();
     let signals =
         async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
             .map_err(|e| format!("cannot watch signals: {e}"))?;
 
-    for f in functions {
-        println!("wisp: {} -> {}", f.config.routes.join(", "), f.name());
+    println!("wisp: data in {}", options.data.display());
+    for f in &functions {
+        println!(
+            "wisp: {} -> {} (version {})",
+            f.config.routes.join(", "),
+            f.name(),
+            f.version
+        );
     }
     // Tests and scripts wait for this line, so it goes out at once.
     println!("wisp: listening on http://{addr}");
@@ -67,7 +201,6 @@ pub fn run(options: Options, functions: &[Arc<Function>]) -> Result<(), String> 
                 .expect("spawn an I/O thread")
         })
         .collect();
-    let stats = Arc::new(Stats::default());
     let shutdown = async move {
         let mut signals = signals;
         if let Some(Ok(signal)) = signals.next().await {
@@ -79,7 +212,7 @@ pub fn run(options: Options, functions: &[Arc<Function>]) -> Result<(), String> 
         listener,
         options.http.clone(),
         service.clone(),
-        stats,
+        service.http_stats.clone(),
         shutdown,
     )));
     drop(stop_io);

@@ -1,61 +1,332 @@
-//! The Wisp service: the [`Handler`] behind the HTTP front end. A request goes through the
-//! route table to its function, becomes a WAGI invocation on the worker pool, and its CGI
-//! output becomes the response.
+//! The Wisp service: the [`Handler`] behind the HTTP front end, and the set of deployed
+//! functions it serves.
+//!
+//! A request goes through the route table to its function, becomes a WAGI invocation on the
+//! worker pool, and its CGI output becomes the response. Deploys, rollbacks and deletes change
+//! the registry first, then swap the whole route table at once: a request that already has its
+//! function finishes on it, and no request ever sees a route missing.
 
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::time::Instant;
 
+use crate::admin::{self, Token};
 use crate::config::FunctionConfig;
-use crate::engine::{Busy, Limit, Module, Outcome, Pool, Stop};
-use crate::http::{Handler, Request, Response};
-use crate::logs::FunctionLog;
+use crate::engine::{Busy, CompileError, Limit, Limits, Module, Outcome, Pool, Stop};
+use crate::http::{self, Handler, Request, Response};
+use crate::metrics::FunctionStats;
+use crate::registry::{FunctionRecord, Registry, RegistryError};
 use crate::router::{Lookup, Route, RouteError, RouteTable};
 use crate::wagi::{self, RouteInfo};
 
-/// A function ready to serve: its configuration, its compiled module and its log.
+/// A function version ready to serve.
 pub struct Function {
     pub config: FunctionConfig,
     pub module: Arc<Module>,
-    pub log: FunctionLog,
+    pub version: u32,
+    pub hash: String,
+    /// Unix seconds.
+    pub deployed_at: u64,
+    /// Shared by all versions of the function.
+    pub stats: Arc<FunctionStats>,
     env: Vec<(String, String)>,
 }
 
 impl Function {
-    pub fn new(config: FunctionConfig, module: Arc<Module>) -> Function {
-        let env = config.env_pairs();
-        Function {
-            config,
-            module,
-            log: FunctionLog::default(),
-            env,
-        }
-    }
-
     pub fn name(&self) -> &str {
         &self.config.name
     }
 }
 
+/// Why a deploy, rollback or delete did not happen. Nothing changed.
+#[derive(Debug)]
+pub enum DeployError {
+    Config(String),
+    Module(CompileError),
+    /// Another function serves this route already.
+    Conflict {
+        route: String,
+        function: String,
+    },
+    NotFound(String),
+    Registry(RegistryError),
+}
+
+impl std::fmt::Display for DeployError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeployError::Config(why) => f.write_str(why),
+            DeployError::Module(e) => e.fmt(f),
+            DeployError::Conflict { route, function } => {
+                write!(
+                    f,
+                    "route `{route}` is already served by function `{function}`"
+                )
+            }
+            DeployError::NotFound(what) => f.write_str(what),
+            DeployError::Registry(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<RegistryError> for DeployError {
+    fn from(e: RegistryError) -> Self {
+        DeployError::Registry(e)
+    }
+}
+
 type Table = RouteTable<Arc<Function>>;
 
-/// Routes requests to functions and runs them on the pool.
+/// Routes requests to functions, runs them on the pool, and manages what is deployed.
 pub struct Service {
     routes: RwLock<Arc<Table>>,
+    /// The serving version of each function. Changed only under `deploying`.
+    functions: Mutex<BTreeMap<String, Arc<Function>>>,
+    stats: Mutex<HashMap<String, Arc<FunctionStats>>>,
+    /// Held through a whole deploy, rollback or delete, so they never interleave.
+    deploying: Mutex<()>,
+    registry: Registry,
     pool: Pool,
+    defaults: Limits,
+    token: Token,
+    pub http_stats: Arc<http::Stats>,
+    /// Largest module a deploy may upload.
+    pub max_module_bytes: usize,
+    /// This service, for handing to blocking work (compiling, syncing files) off the I/O
+    /// threads.
+    me: Weak<Service>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Service {
-    pub fn new(pool: Pool) -> Service {
-        Service {
+    pub fn new(
+        pool: Pool,
+        registry: Registry,
+        defaults: Limits,
+        token: Token,
+        max_module_bytes: usize,
+    ) -> Arc<Service> {
+        Arc::new_cyclic(|me| Service {
             routes: RwLock::new(Arc::new(Table::default())),
+            functions: Mutex::new(BTreeMap::new()),
+            stats: Mutex::new(HashMap::new()),
+            deploying: Mutex::new(()),
+            registry,
             pool,
-        }
+            defaults,
+            token,
+            http_stats: Arc::new(http::Stats::default()),
+            max_module_bytes,
+            me: me.clone(),
+        })
     }
 
-    /// Serves exactly these functions from now on. Requests already routed finish on the
-    /// functions they started with.
-    pub fn install(&self, functions: &[Arc<Function>]) -> Result<(), RouteError> {
+    /// Runs `work` on a thread where blocking is fine, with this service.
+    pub(crate) async fn blocking<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Service) -> R + Send + 'static,
+    ) -> R {
+        let me = self
+            .me
+            .upgrade()
+            .expect("a service handling requests is alive");
+        smol::unblock(move || work(&me)).await
+    }
+
+    /// Serves what the registry holds; returns a line for each function that cannot be served.
+    pub fn load(&self) -> Result<Vec<String>, RegistryError> {
+        let _deploying = lock(&self.deploying);
+        let mut problems = Vec::new();
+        let mut functions = lock(&self.functions);
+        for record in self.registry.functions()? {
+            match self.compile(&record) {
+                Ok(function) => {
+                    functions.insert(record.name.clone(), function);
+                }
+                Err(e) => problems.push(format!("function `{}`: {e}", record.name)),
+            }
+        }
+        match self.table(&functions) {
+            Ok(table) => self.swap(table),
+            Err(e) => problems.push(e.to_string()),
+        }
+        Ok(problems)
+    }
+
+    /// Deploys a new version: validates and compiles it, stores it durably, then serves it.
+    /// Returns the function and whether it is new.
+    pub fn deploy(
+        &self,
+        config: FunctionConfig,
+        wasm: &[u8],
+    ) -> Result<(Arc<Function>, bool), DeployError> {
+        config.validate().map_err(DeployError::Config)?;
+        let limits = config.limits.apply(&self.defaults);
+        let module = Module::compile(wasm, limits).map_err(DeployError::Module)?;
+        let _deploying = lock(&self.deploying);
+        let mut functions = lock(&self.functions);
+        for route in &config.routes {
+            let other = functions
+                .values()
+                .find(|f| f.name() != config.name && f.config.routes.contains(route));
+            if let Some(other) = other {
+                let function = other.name().to_string();
+                return Err(DeployError::Conflict {
+                    route: route.clone(),
+                    function,
+                });
+            }
+        }
+        let stats = self.stats_for(&config.name);
+        let mut candidate = functions.clone();
+        let (record, created) = self.registry.add_version(config, wasm)?;
+        let v = record.active();
+        let function = self.function(
+            v.config.clone(),
+            module,
+            v.version,
+            v.hash.clone(),
+            v.deployed_at,
+            &stats,
+        );
+        candidate.insert(record.name.clone(), function.clone());
+        let table = self.table(&candidate)?;
+        *functions = candidate;
+        self.swap(table);
+        stats
+            .deploys
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok((function, created))
+    }
+
+    /// Serves `version` of `name` again.
+    pub fn rollback(&self, name: &str, version: u32) -> Result<Arc<Function>, DeployError> {
+        let _deploying = lock(&self.deploying);
+        let record = self.registry.get(name)?.ok_or_else(|| not_found(name))?;
+        let Some(v) = record.version(version) else {
+            return Err(DeployError::NotFound(format!(
+                "function `{name}` has no version {version}"
+            )));
+        };
+        let mut functions = lock(&self.functions);
+        let wasm = self.registry.module(&v.hash)?;
+        let module = Module::compile(&wasm, v.config.limits.apply(&self.defaults))
+            .map_err(DeployError::Module)?;
+        let stats = self.stats_for(name);
+        let function = self.function(
+            v.config.clone(),
+            module,
+            v.version,
+            v.hash.clone(),
+            v.deployed_at,
+            &stats,
+        );
+        let mut candidate = functions.clone();
+        candidate.insert(name.to_string(), function.clone());
+        let table = self.table(&candidate)?;
+        self.registry.set_active(name, version)?;
+        *functions = candidate;
+        self.swap(table);
+        stats
+            .deploys
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(function)
+    }
+
+    /// Stops serving `name` and forgets it.
+    pub fn remove(&self, name: &str) -> Result<(), DeployError> {
+        let _deploying = lock(&self.deploying);
+        if !self.registry.remove(name)? {
+            return Err(not_found(name));
+        }
+        let mut functions = lock(&self.functions);
+        functions.remove(name);
+        let table = self
+            .table(&functions)
+            .expect("removing a function cannot add a conflict");
+        self.swap(table);
+        lock(&self.stats).remove(name);
+        Ok(())
+    }
+
+    /// The serving version of every function, by name.
+    pub fn functions(&self) -> Vec<Arc<Function>> {
+        lock(&self.functions).values().cloned().collect()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Function>> {
+        lock(&self.functions).get(name).cloned()
+    }
+
+    /// The registry's record of `name`: all kept versions.
+    pub fn record(&self, name: &str) -> Result<Option<FunctionRecord>, RegistryError> {
+        self.registry.get(name)
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub(crate) fn token(&self) -> &Token {
+        &self.token
+    }
+
+    /// The stats of `name`, by name: a function that is not deployed has none.
+    pub fn stats(&self, name: &str) -> Option<Arc<FunctionStats>> {
+        lock(&self.stats).get(name).cloned()
+    }
+
+    fn stats_for(&self, name: &str) -> Arc<FunctionStats> {
+        lock(&self.stats)
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn function(
+        &self,
+        config: FunctionConfig,
+        module: Arc<Module>,
+        version: u32,
+        hash: String,
+        deployed_at: u64,
+        stats: &Arc<FunctionStats>,
+    ) -> Arc<Function> {
+        let env = config.env_pairs();
+        Arc::new(Function {
+            config,
+            module,
+            version,
+            hash,
+            deployed_at,
+            stats: stats.clone(),
+            env,
+        })
+    }
+
+    fn compile(&self, record: &FunctionRecord) -> Result<Arc<Function>, DeployError> {
+        let v = record.active();
+        let wasm = self.registry.module(&v.hash)?;
+        let module = Module::compile(&wasm, v.config.limits.apply(&self.defaults))
+            .map_err(DeployError::Module)?;
+        let stats = self.stats_for(&record.name);
+        Ok(self.function(
+            v.config.clone(),
+            module,
+            v.version,
+            v.hash.clone(),
+            v.deployed_at,
+            &stats,
+        ))
+    }
+
+    /// The route table of `functions`, or the conflict that prevents it.
+    fn table(&self, functions: &BTreeMap<String, Arc<Function>>) -> Result<Table, DeployError> {
         let routes = functions
-            .iter()
+            .values()
             .flat_map(|f| {
                 f.config.routes.iter().map(|pattern| Route {
                     pattern: pattern.clone(),
@@ -65,16 +336,25 @@ impl Service {
                 })
             })
             .collect();
-        let table = Arc::new(RouteTable::new(routes)?);
-        *self.routes.write().unwrap_or_else(|e| e.into_inner()) = table;
-        Ok(())
+        RouteTable::new(routes).map_err(|e| match e {
+            RouteError::Duplicate(route) => {
+                let mut owners = functions
+                    .values()
+                    .filter(|f| f.config.routes.contains(&route));
+                let function = owners
+                    .next()
+                    .map_or_else(String::new, |f| f.name().to_string());
+                DeployError::Conflict { route, function }
+            }
+            RouteError::Invalid(_) => DeployError::Config(e.to_string()),
+        })
     }
 
-    pub fn pool(&self) -> &Pool {
-        &self.pool
+    fn swap(&self, table: Table) {
+        *self.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
     }
 
-    fn table(&self) -> Arc<Table> {
+    fn current_table(&self) -> Arc<Table> {
         self.routes
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -110,8 +390,17 @@ impl Service {
             split,
         };
         let invocation = wagi::invocation(request, &info, &function.env);
+        let started = Instant::now();
         let mut response = match self.pool.submit(function.module.clone(), invocation) {
-            Ok(ticket) => respond(function, ticket.outcome().await),
+            Ok(ticket) => {
+                let outcome = ticket.outcome().await;
+                let (fuel, memory) = (outcome.fuel_used, outcome.memory_bytes);
+                let response = respond(function, outcome);
+                function
+                    .stats
+                    .record(response.status, started.elapsed(), fuel, memory);
+                response
+            }
             Err(Busy) => Response::text(503, "all workers are busy; try again shortly\n")
                 .header("Retry-After", "1"),
         };
@@ -122,16 +411,24 @@ impl Service {
     }
 }
 
+fn not_found(name: &str) -> DeployError {
+    DeployError::NotFound(format!("no function `{name}`"))
+}
+
 impl Handler for Service {
     async fn handle(&self, request: Request) -> Response {
         if request.path == "/healthz" {
             return Response::text(200, "ok\n");
         }
-        if request.path == "/_wisp" || request.path.starts_with("/_wisp/") {
-            return Response::text(404, "no such admin endpoint\n");
+        if admin::is_admin_path(&request.path) {
+            return admin::handle(self, request).await;
         }
-        let table = self.table();
+        let table = self.current_table();
         self.invoke(request, &table).await
+    }
+
+    fn body_limit(&self, method: &str, path: &str) -> Option<usize> {
+        (method == "PUT" && admin::is_admin_path(path)).then_some(self.max_module_bytes)
     }
 }
 
@@ -152,7 +449,8 @@ fn preflight(request: &Request, route: &Route<Arc<Function>>, origin: Option<&st
 /// Turns an outcome into the response, logging the guest's stderr and any failure.
 fn respond(function: &Function, outcome: Outcome) -> Response {
     let name = function.name();
-    function.log.guest_output(name, &outcome.stderr);
+    let log = &function.stats.log;
+    log.guest_output(name, &outcome.stderr);
     let failure = match outcome.result {
         Ok(0) => match wagi::response(outcome.stdout) {
             Ok(response) => return response,
@@ -163,6 +461,6 @@ fn respond(function: &Function, outcome: Outcome) -> Response {
         Err(stop) => (500, format!("stopped: {stop}")),
     };
     let (status, why) = failure;
-    function.log.push(name, &format!("wisp: {why}"));
+    log.push(name, &format!("wisp: {why}"));
     Response::text(status, format!("function `{name}` {why}\n"))
 }

@@ -116,7 +116,15 @@ fn bad_modules_are_refused_with_the_reason() {
             r#"{{"functions":[{{"name":"{name}","module":"{name}.wasm","routes":["/x"]}}]}}"#
         );
         std::fs::write(&manifest, entry).unwrap();
-        let out = wisp(&["up", "--listen", "127.0.0.1:0", manifest.to_str().unwrap()]);
+        let data = dir.0.join("data");
+        let args = [
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data.to_str().unwrap(),
+        ];
+        let out = wisp(&[&args[..], &[manifest.to_str().unwrap()]].concat());
         assert!(!out.status.success(), "{name}");
         let err = String::from_utf8(out.stderr).unwrap();
         assert!(

@@ -101,7 +101,8 @@ impl Server {
         std::fs::write(&manifest, body).unwrap();
         let mut child = Command::new(WISP)
             .arg("up")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--data"])
+            .arg(dir.0.join("data"))
             .args(args)
             .arg(&manifest)
             .stdout(Stdio::piped())

@@ -21,6 +21,9 @@ Function limits (defaults for functions that set none):
 pub const SERVER_HELP: &str = "\
 Server options:
       --listen <ADDR>        Address to listen on [default: 0.0.0.0:8080]
+      --data <DIR>           Data folder [default: $STATE_DIRECTORY, else ./wisp-data]
+      --token-file <PATH>    Admin token file [default: DIR/admin.token; WISP_TOKEN overrides]
+      --max-module-mb <MB>   Largest module a deploy may upload [default: 64]
       --workers <N>          Threads that run wasm [default: one per core]
       --queue <N>            Invocations that may wait for a worker; past it, 503 [default: 256]
       --max-running <N>      Invocations started and not finished, at most [default: 8 per worker]
@@ -64,6 +67,11 @@ pub fn server(
 ) -> Result<bool, Error> {
     match name {
         "listen" => options.listen = parser.value()?.string()?,
+        "data" => options.data = parser.value()?.into(),
+        "token-file" => options.token_file = Some(parser.value()?.into()),
+        "max-module-mb" => {
+            options.max_module_bytes = number::<usize>(parser, "max-module-mb")? << 20;
+        }
         "workers" => {
             let workers: usize = number(parser, "workers")?;
             if workers == 0 {

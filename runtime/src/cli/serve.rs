@@ -2,19 +2,17 @@
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
-use std::sync::Arc;
 
 use lexopt::prelude::*;
 
 use super::{Error, options};
 use crate::config::Manifest;
-use crate::engine::Module;
 use crate::server::{self, Options};
-use crate::service::Function;
 
 pub const SERVE_HELP: &str = concat!(
     "\
-Start a Wisp server. It stops gracefully on SIGTERM or SIGINT.
+Start a Wisp server. It serves the functions deployed to it (kept in the data folder), takes
+new ones over its admin API (/_wisp/, see the README), and stops gracefully on SIGTERM or SIGINT.
 
 Usage: wisp serve [OPTIONS]
 
@@ -23,8 +21,9 @@ Usage: wisp serve [OPTIONS]
 );
 
 pub const UP_HELP: &str = "\
-Serve the functions a manifest lists. Module paths and build commands are relative to the
-manifest's folder.
+Serve the functions a manifest lists, beside those deployed over HTTP. A manifest function
+whose module or configuration changed is deployed as a new version; the data folder keeps them
+all across restarts. Module paths and build commands are relative to the manifest's folder.
 
 Usage: wisp up [OPTIONS] <MANIFEST>
 
@@ -56,7 +55,7 @@ pub fn serve(mut parser: lexopt::Parser) -> Result<ExitCode, Error> {
             _ => return Err(arg.unexpected().into()),
         }
     }
-    server::run(options, &[])?;
+    server::run(options, None)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -84,8 +83,7 @@ pub fn up(mut parser: lexopt::Parser) -> Result<ExitCode, Error> {
     if build {
         run_builds(&manifest)?;
     }
-    let functions = load(&manifest, &options)?;
-    server::run(options, &functions)?;
+    server::run(options, Some(&manifest))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -109,36 +107,4 @@ fn run_builds(manifest: &Manifest) -> Result<(), Error> {
         }
     }
     Ok(())
-}
-
-/// Reads and compiles every module the manifest lists.
-fn load(manifest: &Manifest, options: &Options) -> Result<Vec<Arc<Function>>, Error> {
-    manifest
-        .functions
-        .iter()
-        .map(|config| {
-            let path = manifest.module_path(config);
-            let wasm = std::fs::read(&path).map_err(|e| {
-                let hint = if config.build.is_some() {
-                    " (did you mean `wisp up --build`?)"
-                } else {
-                    ""
-                };
-                Error(format!(
-                    "function `{}`: cannot read {}: {e}{hint}",
-                    config.name,
-                    path.display()
-                ))
-            })?;
-            let limits = config.limits.apply(&options.limits);
-            let module = Module::compile(&wasm, limits).map_err(|e| {
-                Error(format!(
-                    "function `{}` ({}): {e}",
-                    config.name,
-                    path.display()
-                ))
-            })?;
-            Ok(Arc::new(Function::new(config.clone(), module)))
-        })
-        .collect()
 }

@@ -1,0 +1,225 @@
+//! The admin API under `/_wisp/`: deploy, list, show, delete, versions, rollback, logs,
+//! metrics. Every call needs `Authorization: Bearer TOKEN`; without it, `401` and nothing else
+//! (not even whether a path exists). Answers are JSON, errors `{"error": "..."}`.
+
+mod deploy;
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use crate::http::{Body, Request, Response};
+use crate::logs::LogLine;
+use crate::metrics::{self, ServerFigures};
+use crate::service::{DeployError, Function, Service};
+
+const PREFIX: &str = "/_wisp/";
+
+/// The admin token. Compared in constant time.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl Token {
+    pub fn new(token: String) -> Token {
+        Token(token)
+    }
+
+    fn admits(&self, request: &Request) -> bool {
+        let Some(given) = request.header("authorization") else {
+            return false;
+        };
+        let Some(given) = given.strip_prefix(b"Bearer ") else {
+            return false;
+        };
+        bool::from(given.trim_ascii().ct_eq(self.0.as_bytes()))
+    }
+}
+
+pub fn is_admin_path(path: &str) -> bool {
+    path.starts_with(PREFIX) || path == "/_wisp"
+}
+
+fn json_response(status: u16, body: &Value) -> Response {
+    let mut text = serde_json::to_vec_pretty(body).expect("JSON values serialize");
+    text.push(b'\n');
+    Response::new(status)
+        .header("Content-Type", "application/json")
+        .body(text)
+}
+
+fn error(status: u16, message: impl Into<String>) -> Response {
+    json_response(status, &json!({ "error": message.into() }))
+}
+
+fn deploy_error(e: DeployError) -> Response {
+    let status = match &e {
+        DeployError::Config(_) => 400,
+        DeployError::Module(crate::engine::CompileError::MemoryTooLarge { .. }) => 413,
+        DeployError::Module(_) => 400,
+        DeployError::Conflict { .. } => 409,
+        DeployError::NotFound(_) => 404,
+        DeployError::Registry(_) => 500,
+    };
+    error(status, e.to_string())
+}
+
+/// What the API shows of a serving function version.
+pub fn function_info(f: &Function) -> Value {
+    let c = &f.config;
+    let mut info = json!({
+        "name": c.name,
+        "version": f.version,
+        "hash": f.hash,
+        "size": f.module.size(),
+        "routes": c.routes,
+        "methods": c.methods,
+        "limits": c.limits,
+        "env": c.env,
+        "deployed_at": f.deployed_at,
+    });
+    if let Some(cors) = &c.cors {
+        info["cors"] = json!(cors);
+    }
+    info
+}
+
+/// Answers an admin request.
+pub async fn handle(service: &Service, request: Request) -> Response {
+    if !service.token().admits(&request) {
+        return error(
+            401,
+            "missing or wrong admin token (Authorization: Bearer TOKEN)",
+        )
+        .header("WWW-Authenticate", "Bearer realm=\"wisp\"");
+    }
+    let rest = request.path.strip_prefix(PREFIX).unwrap_or("").to_string();
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let method = request.method.as_str();
+    match (method, segments.as_slice()) {
+        ("GET", ["metrics"]) => metrics(service),
+        ("GET", ["functions"]) => {
+            let list: Vec<Value> = service
+                .functions()
+                .iter()
+                .map(|f| function_info(f))
+                .collect();
+            json_response(200, &json!({ "functions": list }))
+        }
+        ("PUT", ["functions", name]) => deploy::deploy(service, name, request).await,
+        ("GET", ["functions", name]) => match service.get(name) {
+            Some(f) => json_response(200, &function_info(&f)),
+            None => error(404, format!("no function `{name}`")),
+        },
+        ("DELETE", ["functions", name]) => {
+            let name = name.to_string();
+            let removed = service.blocking({
+                let name = name.clone();
+                move |s| s.remove(&name)
+            });
+            match removed.await {
+                Ok(()) => json_response(200, &json!({ "deleted": name })),
+                Err(e) => deploy_error(e),
+            }
+        }
+        ("GET", ["functions", name, "versions"]) => versions(service, name).await,
+        ("POST", ["functions", name, "rollback"]) => rollback(service, name, &request).await,
+        ("GET", ["functions", name, "logs"]) => logs(service, name, &request),
+        (_, ["metrics"] | ["functions"] | ["functions", _] | ["functions", _, _]) => {
+            error(405, format!("{method} is not allowed on {}", request.path))
+        }
+        _ => error(404, format!("no admin endpoint {}", request.path)),
+    }
+}
+
+fn metrics(service: &Service) -> Response {
+    let http = &service.http_stats;
+    let functions = service.functions();
+    let figures = ServerFigures {
+        open_connections: http.open_connections.load(Relaxed),
+        connections: http.connections.load(Relaxed),
+        requests: http.requests.load(Relaxed),
+        rejected: http.rejected.load(Relaxed),
+        queued: service.pool().queued(),
+        functions: functions.len(),
+    };
+    let stats: Vec<_> = functions
+        .iter()
+        .map(|f| (f.name().to_string(), f.stats.clone()))
+        .collect();
+    let borrowed: Vec<_> = stats.iter().map(|(n, s)| (n.clone(), s.as_ref())).collect();
+    Response::new(200)
+        .header("Content-Type", "text/plain; version=0.0.4")
+        .body(metrics::render(&figures, &borrowed))
+}
+
+async fn versions(service: &Service, name: &str) -> Response {
+    let lookup = service.blocking({
+        let name = name.to_string();
+        move |s| s.record(&name)
+    });
+    match lookup.await {
+        Ok(Some(record)) => {
+            let versions: Vec<Value> = record
+                .versions
+                .iter()
+                .map(|v| {
+                    json!({
+                        "version": v.version,
+                        "hash": v.hash,
+                        "size": v.size,
+                        "deployed_at": v.deployed_at,
+                        "active": v.version == record.active,
+                    })
+                })
+                .collect();
+            json_response(
+                200,
+                &json!({ "name": name, "active": record.active, "versions": versions }),
+            )
+        }
+        Ok(None) => error(404, format!("no function `{name}`")),
+        Err(e) => error(500, e.to_string()),
+    }
+}
+
+/// The value of query parameter `key`, if given.
+fn query_value<'a>(request: &'a Request, key: &str) -> Option<&'a str> {
+    request.query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == key).then_some(v)
+    })
+}
+
+async fn rollback(service: &Service, name: &str, request: &Request) -> Response {
+    let Some(version) = query_value(request, "version").and_then(|v| v.parse::<u32>().ok()) else {
+        return error(400, "rollback needs ?version=N");
+    };
+    let done = service.blocking({
+        let name = name.to_string();
+        move |s| s.rollback(&name, version)
+    });
+    match done.await {
+        Ok(f) => json_response(200, &function_info(&f)),
+        Err(e) => deploy_error(e),
+    }
+}
+
+fn logs(service: &Service, name: &str, request: &Request) -> Response {
+    let Some(stats) = service.stats(name) else {
+        return error(404, format!("no function `{name}`"));
+    };
+    let response = Response::new(200).header("Content-Type", "text/plain; charset=utf-8");
+    let follow = request
+        .query
+        .split('&')
+        .any(|p| p == "follow" || p.starts_with("follow="));
+    if !follow {
+        let text: String = stats.log.recent().iter().map(LogLine::render).collect();
+        return response.body(text);
+    }
+    Response {
+        body: Body::Stream(stats.log.follow()),
+        ..response
+    }
+}

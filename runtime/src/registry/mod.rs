@@ -1,0 +1,273 @@
+//! Deployed functions and their versions, kept in the data folder so that a restart, a crash or
+//! a power cut brings back every deploy that was acknowledged.
+//!
+//! Layout of the data folder:
+//!
+//! - `wisp.redb`: the registry, a redb database (crash-safe, each commit durable when it
+//!   returns). Table `functions`: name → the function's record as JSON.
+//! - `modules/<sha256>.wasm`: module files by content ([`ModuleStore`]).
+//!
+//! A deploy stores its module file first, then commits the record: after a crash in between,
+//! the file is an orphan that the next start removes, and the record never names a missing file.
+
+mod modules;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+pub use modules::{ModuleStore, hash, sync_dir};
+
+use crate::config::FunctionConfig;
+
+const FUNCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("functions");
+
+/// Versions kept per function for rollback; older ones go, the active one always stays.
+pub const KEEP_VERSIONS: usize = 10;
+
+/// A deployed function: its versions, oldest first, and which one serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionRecord {
+    pub name: String,
+    pub active: u32,
+    pub versions: Vec<VersionRecord>,
+}
+
+/// One deployed version: the module (by hash) and the configuration it was deployed with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    pub version: u32,
+    pub hash: String,
+    pub size: u64,
+    /// Unix seconds.
+    pub deployed_at: u64,
+    pub config: FunctionConfig,
+}
+
+impl FunctionRecord {
+    /// The version that serves.
+    pub fn active(&self) -> &VersionRecord {
+        self.version(self.active)
+            .expect("INVARIANT: the active version is kept")
+    }
+
+    pub fn version(&self, version: u32) -> Option<&VersionRecord> {
+        self.versions.iter().find(|v| v.version == version)
+    }
+}
+
+/// Why the registry could not do what was asked.
+#[derive(Debug)]
+pub enum RegistryError {
+    Io(std::io::Error),
+    Database(redb::Error),
+    /// A stored record does not parse: the data folder was written by something else.
+    Corrupt(String),
+}
+
+impl fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegistryError::Io(e) => write!(f, "registry I/O error: {e}"),
+            RegistryError::Database(e) => write!(f, "registry database error: {e}"),
+            RegistryError::Corrupt(why) => write!(f, "registry record is corrupt: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for RegistryError {}
+
+impl From<std::io::Error> for RegistryError {
+    fn from(e: std::io::Error) -> Self {
+        RegistryError::Io(e)
+    }
+}
+
+macro_rules! database_errors {
+    ($($error:ident),*) => {$(
+        impl From<redb::$error> for RegistryError {
+            fn from(e: redb::$error) -> Self {
+                RegistryError::Database(e.into())
+            }
+        }
+    )*};
+}
+
+database_errors!(
+    DatabaseError,
+    TransactionError,
+    TableError,
+    StorageError,
+    CommitError
+);
+
+/// The registry of a data folder.
+pub struct Registry {
+    db: Database,
+    modules: ModuleStore,
+    /// Held by every change: a module stored for a deploy must not be collected as garbage
+    /// before its record is committed.
+    writer: Mutex<()>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn decode(bytes: &[u8]) -> Result<FunctionRecord, RegistryError> {
+    serde_json::from_slice(bytes).map_err(|e| RegistryError::Corrupt(e.to_string()))
+}
+
+impl Registry {
+    /// Opens (or creates) the registry in `data_dir`, and removes module files a crash left
+    /// without a record.
+    pub fn open(data_dir: &Path) -> Result<Registry, RegistryError> {
+        let db = Database::create(data_dir.join("wisp.redb"))?;
+        let txn = db.begin_write()?;
+        txn.open_table(FUNCTIONS)?;
+        txn.commit()?;
+        let modules = ModuleStore::open(data_dir.join("modules"))?;
+        let registry = Registry {
+            db,
+            modules,
+            writer: Mutex::new(()),
+        };
+        registry.collect_garbage()?;
+        Ok(registry)
+    }
+
+    pub fn functions(&self) -> Result<Vec<FunctionRecord>, RegistryError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(FUNCTIONS)?;
+        table
+            .iter()?
+            .map(|entry| decode(entry?.1.value()))
+            .collect()
+    }
+
+    pub fn get(&self, name: &str) -> Result<Option<FunctionRecord>, RegistryError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(FUNCTIONS)?;
+        table.get(name)?.map(|v| decode(v.value())).transpose()
+    }
+
+    pub fn module(&self, hash: &str) -> Result<Vec<u8>, RegistryError> {
+        Ok(self.modules.get(hash)?)
+    }
+
+    /// Stores `wasm` and records it as a new version of `config.name`, made active. Returns the
+    /// record and whether the function is new. Durable when it returns.
+    pub fn add_version(
+        &self,
+        config: FunctionConfig,
+        wasm: &[u8],
+    ) -> Result<(FunctionRecord, bool), RegistryError> {
+        let _writer = self.lock();
+        let hash = self.modules.put(wasm)?;
+        let size = wasm.len() as u64;
+        self.update(&config.name.clone(), |record| {
+            let created = record.is_none();
+            let mut record = record.unwrap_or_else(|| FunctionRecord {
+                name: config.name.clone(),
+                active: 0,
+                versions: Vec::new(),
+            });
+            let version = record.versions.last().map_or(1, |v| v.version + 1);
+            record.versions.push(VersionRecord {
+                version,
+                hash,
+                size,
+                deployed_at: now(),
+                config,
+            });
+            record.active = version;
+            while record.versions.len() > KEEP_VERSIONS {
+                let oldest = record
+                    .versions
+                    .iter()
+                    .position(|v| v.version != record.active);
+                record
+                    .versions
+                    .remove(oldest.expect("more than one version"));
+            }
+            Some((record, created))
+        })
+        .map(|r| r.expect("add_version always writes"))
+    }
+
+    /// Makes `version` of `name` active. `None` if there is no such function or version.
+    pub fn set_active(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> Result<Option<FunctionRecord>, RegistryError> {
+        let _writer = self.lock();
+        self.update(name, |record| {
+            let mut record = record?;
+            record.version(version)?;
+            record.active = version;
+            Some((record, ()))
+        })
+        .map(|r| r.map(|(record, ())| record))
+    }
+
+    /// Deletes a function and its versions. False if there was none.
+    pub fn remove(&self, name: &str) -> Result<bool, RegistryError> {
+        let _writer = self.lock();
+        let txn = self.db.begin_write()?;
+        let removed = txn.open_table(FUNCTIONS)?.remove(name)?.is_some();
+        txn.commit()?;
+        self.collect_garbage()?;
+        Ok(removed)
+    }
+
+    /// Reads, changes and writes one record in one transaction. `change` returns the record to
+    /// write, or `None` to write nothing.
+    fn update<R>(
+        &self,
+        name: &str,
+        change: impl FnOnce(Option<FunctionRecord>) -> Option<(FunctionRecord, R)>,
+    ) -> Result<Option<(FunctionRecord, R)>, RegistryError> {
+        let txn = self.db.begin_write()?;
+        let result = {
+            let mut table = txn.open_table(FUNCTIONS)?;
+            let current = table.get(name)?.map(|v| decode(v.value())).transpose()?;
+            let result = change(current);
+            if let Some((record, _)) = &result {
+                let bytes = serde_json::to_vec(record).expect("records serialize");
+                table.insert(name, bytes.as_slice())?;
+            }
+            result
+        };
+        if result.is_some() {
+            txn.commit()?;
+            self.collect_garbage()?;
+        }
+        Ok(result)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Removes module files no kept version refers to. Callers hold the writer lock (or, at
+    /// open, are the only user).
+    fn collect_garbage(&self) -> Result<usize, RegistryError> {
+        let keep: HashSet<String> = self
+            .functions()?
+            .into_iter()
+            .flat_map(|f| f.versions.into_iter().map(|v| v.hash))
+            .collect();
+        Ok(self.modules.retain(&keep)?)
+    }
+}
+
+#[cfg(test)]
+mod tests;
