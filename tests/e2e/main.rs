@@ -1,7 +1,9 @@
 //! End-to-end tests: each starts the real `wisp` binary on an ephemeral loopback port, serves
 //! modules built from `functions/`, and talks to it over sockets.
 
+mod admin_cli;
 mod cli;
+mod deploy;
 mod examples;
 mod limits;
 mod sdk;

@@ -50,11 +50,14 @@ impl Drop for TempDir {
     }
 }
 
+/// The admin token test servers are started with.
+pub const TOKEN: &str = "test-token-0123456789";
+
 /// A running `wisp` process, killed when dropped.
 pub struct Server {
     pub addr: SocketAddr,
     pub child: Child,
-    _dir: TempDir,
+    _dir: Option<TempDir>,
 }
 
 /// The manifest entry of one test function.
@@ -99,12 +102,29 @@ impl Server {
         let manifest = dir.0.join("wisp.json");
         let body = format!(r#"{{"functions": [{}]}}"#, functions.join(",\n"));
         std::fs::write(&manifest, body).unwrap();
-        let mut child = Command::new(WISP)
+        let mut command = Command::new(WISP);
+        command
             .arg("up")
             .args(["--listen", "127.0.0.1:0", "--data"])
-            .arg(dir.0.join("data"))
-            .args(args)
-            .arg(&manifest)
+            .arg(dir.0.join("data"));
+        command.args(args).arg(&manifest);
+        Server::spawn(command, Some(dir))
+    }
+
+    /// Starts `wisp serve` on an ephemeral loopback port with the data folder `data` and the
+    /// admin token [`TOKEN`].
+    pub fn serve(data: &Path, args: &[&str]) -> Server {
+        let mut command = Command::new(WISP);
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(args);
+        command.env("WISP_TOKEN", TOKEN);
+        Server::spawn(command, None)
+    }
+
+    fn spawn(mut command: Command, dir: Option<TempDir>) -> Server {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -136,6 +156,31 @@ impl Server {
             child,
             _dir: dir,
         }
+    }
+
+    /// An admin call with the token.
+    pub fn admin(&self, method: &str, path: &str, body: &[u8]) -> Reply {
+        let auth = format!("Bearer {TOKEN}");
+        self.request(method, path, &[("Authorization", &auth)], body)
+    }
+
+    /// Deploys `module` as `name` with the query `config` (`route=/x&method=GET`).
+    pub fn deploy(&self, name: &str, module: &str, config: &str) -> Reply {
+        let wasm = std::fs::read(crate::support::module(module)).unwrap();
+        self.admin("PUT", &format!("/_wisp/functions/{name}?{config}"), &wasm)
+    }
+
+    /// The server's resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// Kills the server the hard way, as a power cut would.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     pub fn connect(&self) -> TcpStream {

@@ -1,9 +1,16 @@
-//! The `wisp` command line: `serve`, `up`, `run`. Each command parses its own options and
-//! prints its own `--help`; errors come back as one line for `main` to print.
+//! The `wisp` command line: `serve`, `up`, `run`, and the commands that talk to a server
+//! (`deploy`, `ls`, `show`, `rm`, `versions`, `rollback`, `logs`, `invoke`). Each command
+//! parses its own options and prints its own `--help`; errors come back as one line for `main`
+//! to print.
 
+mod admin;
+mod client;
+mod invoke;
 mod options;
+mod remote;
 mod run;
 mod serve;
+mod table;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -16,10 +23,20 @@ wisp: a serverless runtime for edge devices; runs WebAssembly functions over HTT
 Usage: wisp <COMMAND> [OPTIONS]
 
 Commands:
-  serve    Start a server (functions are deployed to it over HTTP)
-  up       Serve the functions a manifest (wisp.json) lists, building them first with --build
-  run      Run a WASI command module here, like `wasmtime run`
-  help     Show this help, or a command's: wisp help <COMMAND>
+  serve     Start a server (functions are deployed to it over HTTP)
+  up        Serve the functions a manifest (wisp.json) lists, building them first with --build
+  run       Run a WASI command module here, like `wasmtime run`
+  help      Show this help, or a command's: wisp help <COMMAND>
+
+Commands that talk to a server (--server URL, --token TOKEN; see each one's --help):
+  deploy    Upload a function's module and configuration; a new version if it exists
+  ls        List the functions
+  show      Show one function
+  rm        Delete a function
+  versions  List a function's versions
+  rollback  Make another of a function's versions the active one
+  logs      Print a function's recent log lines; with -f, keep following them
+  invoke    Call a function's route and print the response body
 
 Options:
   -h, --help       Show help
@@ -70,6 +87,14 @@ pub fn main(args: Vec<OsString>) -> Result<ExitCode, Error> {
         "serve" => serve::serve(parser),
         "up" => serve::up(parser),
         "run" => run::run(parser),
+        "deploy" => admin::deploy(parser),
+        "ls" => admin::ls(parser),
+        "show" => admin::show(parser),
+        "rm" => admin::rm(parser),
+        "versions" => admin::versions(parser),
+        "rollback" => admin::rollback(parser),
+        "logs" => admin::logs(parser),
+        "invoke" => invoke::invoke(parser),
         "help" => {
             let topic = parser.next()?;
             let text = match topic {
@@ -77,6 +102,14 @@ pub fn main(args: Vec<OsString>) -> Result<ExitCode, Error> {
                     "serve" => serve::SERVE_HELP,
                     "up" => serve::UP_HELP,
                     "run" => run::HELP,
+                    "deploy" => admin::DEPLOY_HELP,
+                    "ls" => admin::LS_HELP,
+                    "show" => admin::SHOW_HELP,
+                    "rm" => admin::RM_HELP,
+                    "versions" => admin::VERSIONS_HELP,
+                    "rollback" => admin::ROLLBACK_HELP,
+                    "logs" => admin::LOGS_HELP,
+                    "invoke" => invoke::HELP,
                     other => return Err(Error(format!("no command `{other}`"))),
                 },
                 _ => HELP,
