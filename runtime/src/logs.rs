@@ -115,8 +115,9 @@ pub fn rfc3339(ms: u64) -> String {
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day): Howard Hinnant's
-/// `civil_from_days`.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+/// `civil_from_days`, which counts in 400-year eras of 146,097 days, each year starting on
+/// March 1 so that the leap day falls at its end.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -28,25 +28,9 @@ pub fn date(unix: u64) -> String {
         return unix.to_string();
     };
     let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil(days);
+    let (y, m, d) = crate::logs::civil_from_days(days);
     let (h, min, s) = (rest / 3600, rest / 60 % 60, rest % 60);
     format!("{y:04}-{m:02}-{d:02} {h:02}:{min:02}:{s:02}")
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`):
-/// counted in 400-year eras of 146,097 days, each year starting on March 1 so that the leap
-/// day falls at its end.
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468; // days from 0000-03-01
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // day of era, 0..=146096
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // year of era, 0..=399
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of year from March 1, 0..=365
-    let mp = (5 * doy + 2) / 153; // month from March, 0..=11
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// `512 B`, `77.2 KiB`, `3.0 MiB`.
@@ -149,7 +133,7 @@ mod tests {
         // Every day for 1000 years round-trips through its date and is one after the last.
         let mut last = (1969, 12, 31);
         for days in 0..365_250 {
-            let (y, m, d) = civil(days);
+            let (y, m, d) = crate::logs::civil_from_days(days);
             let next = if d == 1 {
                 last.0 * 12 + i64::from(last.1) == y * 12 + i64::from(m) - 1
             } else {
