@@ -31,6 +31,12 @@ pub struct FunctionConfig {
     /// Extra environment variables the function sees.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Key-value stores the function may use, each in its own namespace. Default: `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stores: Option<Vec<String>>,
+    /// Key-value stores shared with every function that names them here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_stores: Vec<String>,
 }
 
 /// Per-function limits; each one left out takes the server's default.
@@ -107,6 +113,21 @@ impl FunctionConfig {
                 ));
             }
         }
+        let private = self.private_stores();
+        for store in private.iter().chain(&self.shared_stores) {
+            if !valid_name(store) {
+                return Err(format!(
+                    "function `{}`: invalid store name `{store}` (use a-z, 0-9 and -)",
+                    self.name
+                ));
+            }
+        }
+        if let Some(both) = private.iter().find(|s| self.shared_stores.contains(s)) {
+            return Err(format!(
+                "function `{}`: store `{both}` is listed both as its own and as shared",
+                self.name
+            ));
+        }
         for method in &self.methods {
             if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
                 return Err(format!(
@@ -116,6 +137,13 @@ impl FunctionConfig {
             }
         }
         Ok(())
+    }
+
+    /// The stores granted in the function's own namespace.
+    pub fn private_stores(&self) -> Vec<String> {
+        self.stores
+            .clone()
+            .unwrap_or_else(|| vec!["default".to_string()])
     }
 
     /// The environment the function sees beyond the CGI variables.

@@ -32,4 +32,5 @@ pub mod registry;
 pub mod router;
 pub mod server;
 pub mod service;
+pub mod store;
 pub mod wagi;

@@ -16,6 +16,7 @@ use crate::engine::{Limits, Pool, PoolConfig};
 use crate::http;
 use crate::registry::{self, Registry};
 use crate::service::Service;
+use crate::store::Embedded;
 
 /// Everything a server is started with.
 #[derive(Debug, Clone)]
@@ -36,6 +37,8 @@ pub struct Options {
     pub token_file: Option<PathBuf>,
     /// Largest module a deploy may upload. Default 64 MiB.
     pub max_module_bytes: usize,
+    /// The key-value store's page cache. Default 16 MiB.
+    pub store_cache_bytes: usize,
 }
 
 impl Default for Options {
@@ -50,6 +53,7 @@ impl Default for Options {
                 .map_or_else(|| PathBuf::from("wisp-data"), PathBuf::from),
             token_file: None,
             max_module_bytes: 64 << 20,
+            store_cache_bytes: 16 << 20,
         }
     }
 }
@@ -154,10 +158,13 @@ pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> 
             options.data.display()
         )
     })?;
+    let store = Embedded::open(&options.data.join("kv.redb"), options.store_cache_bytes)
+        .map_err(|e| format!("cannot open the key-value store: {e}"))?;
     let pool = Pool::new(options.pool.clone());
     let service = Service::new(
         pool,
         registry,
+        Arc::new(store),
         options.limits.clone(),
         token,
         options.max_module_bytes,

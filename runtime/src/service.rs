@@ -17,6 +17,7 @@ use crate::http::{self, Handler, Request, Response};
 use crate::metrics::FunctionStats;
 use crate::registry::{FunctionRecord, Registry, RegistryError};
 use crate::router::{Lookup, Route, RouteError, RouteTable};
+use crate::store::{Grants, Scoped, Store, namespace};
 use crate::wagi::{self, RouteInfo};
 
 /// A function version ready to serve.
@@ -30,6 +31,8 @@ pub struct Function {
     /// Shared by all versions of the function.
     pub stats: Arc<FunctionStats>,
     env: Vec<(String, String)>,
+    /// The stores its configuration grants.
+    kv: Option<Arc<Grants>>,
 }
 
 impl Function {
@@ -86,6 +89,7 @@ pub struct Service {
     /// Held through a whole deploy, rollback or delete, so they never interleave.
     deploying: Mutex<()>,
     registry: Registry,
+    store: Arc<dyn Store>,
     pool: Pool,
     defaults: Limits,
     token: Token,
@@ -105,6 +109,7 @@ impl Service {
     pub fn new(
         pool: Pool,
         registry: Registry,
+        store: Arc<dyn Store>,
         defaults: Limits,
         token: Token,
         max_module_bytes: usize,
@@ -115,6 +120,7 @@ impl Service {
             stats: Mutex::new(HashMap::new()),
             deploying: Mutex::new(()),
             registry,
+            store,
             pool,
             defaults,
             token,
@@ -270,6 +276,12 @@ impl Service {
         &self.pool
     }
 
+    /// A namespace of a store, for the operator: `owner` is a function's name, or `None` for
+    /// the store's shared namespace.
+    pub fn kv_namespace(&self, store: &str, owner: Option<&str>) -> Scoped {
+        Scoped::new(self.store.clone(), namespace(store, owner))
+    }
+
     pub(crate) fn token(&self) -> &Token {
         &self.token
     }
@@ -296,6 +308,9 @@ impl Service {
         stats: &Arc<FunctionStats>,
     ) -> Arc<Function> {
         let env = config.env_pairs();
+        let (private, shared) = (config.private_stores(), &config.shared_stores);
+        let grants = Grants::new(&self.store, &config.name, &private, shared);
+        let kv = (!grants.is_empty()).then(|| Arc::new(grants));
         Arc::new(Function {
             config,
             module,
@@ -304,6 +319,7 @@ impl Service {
             deployed_at,
             stats: stats.clone(),
             env,
+            kv,
         })
     }
 
@@ -389,13 +405,28 @@ impl Service {
             pattern: &route.pattern,
             split,
         };
-        let invocation = wagi::invocation(request, &info, &function.env);
+        let mut invocation = wagi::invocation(request, &info, &function.env);
+        invocation.kv = function.kv.clone();
         let started = Instant::now();
         let mut response = match self.pool.submit(function.module.clone(), invocation) {
             Ok(ticket) => {
                 let outcome = ticket.outcome().await;
                 let (fuel, memory) = (outcome.fuel_used, outcome.memory_bytes);
-                let response = respond(function, outcome);
+                let synced = match (&function.kv, outcome.kv_wrote) {
+                    (Some(kv), true) => {
+                        let kv = kv.clone();
+                        smol::unblock(move || kv.sync()).await
+                    }
+                    _ => Ok(()),
+                };
+                let response = match synced {
+                    Ok(()) => respond(function, outcome),
+                    Err(e) => {
+                        let why = format!("wisp: its writes could not be made durable: {e}");
+                        function.stats.log.push(function.name(), &why);
+                        Response::text(500, format!("function `{}`: {why}\n", function.name()))
+                    }
+                };
                 function
                     .stats
                     .record(response.status, started.elapsed(), fuel, memory);

@@ -114,11 +114,15 @@ fn from_params(name: &str, params: &[(String, String)]) -> Result<FunctionConfig
     let mut origins = Vec::new();
     let mut env = BTreeMap::new();
     let mut limits = LimitsConfig::default();
+    let mut stores: Option<Vec<String>> = None;
+    let mut shared_stores = Vec::new();
     for (key, value) in params {
         match key.as_str() {
             "route" => routes.push(value.clone()),
             "method" => methods.push(value.to_ascii_uppercase()),
             "cors" => origins.push(value.clone()),
+            "store" => stores.get_or_insert_with(Vec::new).push(value.clone()),
+            "shared_store" => shared_stores.push(value.clone()),
             "env" => {
                 let (k, v) = value
                     .split_once('=')
@@ -152,5 +156,7 @@ fn from_params(name: &str, params: &[(String, String)]) -> Result<FunctionConfig
         cors,
         limits,
         env,
+        stores,
+        shared_stores,
     })
 }

@@ -3,6 +3,7 @@
 //! (not even whether a path exists). Answers are JSON, errors `{"error": "..."}`.
 
 mod deploy;
+mod kv;
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -98,6 +99,10 @@ pub async fn handle(service: &Service, request: Request) -> Response {
     let method = request.method.as_str();
     match (method, segments.as_slice()) {
         ("GET", ["metrics"]) => metrics(service),
+        (_, ["kv", rest @ ..]) => {
+            let rest: Vec<&str> = rest.to_vec();
+            kv::handle(service, request, &rest).await
+        }
         ("GET", ["functions"]) => {
             let list: Vec<Value> = service
                 .functions()

@@ -1,11 +1,12 @@
 //! The `wisp` command line: `serve`, `up`, `run`, and the commands that talk to a server
-//! (`deploy`, `ls`, `show`, `rm`, `versions`, `rollback`, `logs`, `invoke`). Each command
+//! (`deploy`, `ls`, `show`, `rm`, `versions`, `rollback`, `logs`, `invoke`, `kv`). Each command
 //! parses its own options and prints its own `--help`; errors come back as one line for `main`
 //! to print.
 
 mod admin;
 mod client;
 mod invoke;
+mod kv;
 mod options;
 mod remote;
 mod run;
@@ -37,6 +38,7 @@ Commands that talk to a server (--server URL, --token TOKEN; see each one's --he
   rollback  Make another of a function's versions the active one
   logs      Print a function's recent log lines; with -f, keep following them
   invoke    Call a function's route and print the response body
+  kv        List, get, set and delete the keys in its key-value stores
 
 Options:
   -h, --help       Show help
@@ -95,6 +97,7 @@ pub fn main(args: Vec<OsString>) -> Result<ExitCode, Error> {
         "rollback" => admin::rollback(parser),
         "logs" => admin::logs(parser),
         "invoke" => invoke::invoke(parser),
+        "kv" => kv::kv(parser),
         "help" => {
             let topic = parser.next()?;
             let text = match topic {
@@ -110,6 +113,7 @@ pub fn main(args: Vec<OsString>) -> Result<ExitCode, Error> {
                     "rollback" => admin::ROLLBACK_HELP,
                     "logs" => admin::LOGS_HELP,
                     "invoke" => invoke::HELP,
+                    "kv" => kv::HELP,
                     other => return Err(Error(format!("no command `{other}`"))),
                 },
                 _ => HELP,

@@ -80,6 +80,7 @@ pub fn run(mut parser: lexopt::Parser) -> Result<ExitCode, Error> {
             args: argv,
             env,
             stdin,
+            kv: None,
         },
     );
     // A closed pipe on our side is not the guest's failure.

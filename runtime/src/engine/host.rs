@@ -1,6 +1,7 @@
 //! The state one invocation's `Store` carries, and the errors host functions raise.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Instant;
 
 use wasmi::errors::{MemoryError, TableError};
@@ -8,6 +9,7 @@ use wasmi::{Memory, ResourceLimiter};
 use wasmi_core::LimiterError;
 
 use super::Limit;
+use crate::store::Grants;
 
 /// What a guest sees of the world: its arguments, environment and stdin, and the buffers its
 /// stdout and stderr go to.
@@ -25,6 +27,10 @@ pub(crate) struct HostState {
     pub limiter: MemoryLimiter,
     /// When the invocation started, for the CPU-time clocks.
     pub started: Instant,
+    /// The stores the function may use.
+    pub kv: Option<Arc<Grants>>,
+    /// Whether it wrote to a store: then the server syncs before it answers.
+    pub kv_wrote: bool,
 }
 
 /// Caps linear memory and remembers whether it refused a growth, so that the trap that

@@ -5,6 +5,7 @@
 //! [`Outcome`] is the exit status (or the [`Stop`] that ended the run), stdout and stderr.
 
 mod host;
+mod kv;
 mod limits;
 mod module;
 mod pool;
@@ -14,6 +15,7 @@ mod wasi;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use kv::OP_FUEL as KV_OP_FUEL;
 pub use limits::{Limit, Limits};
 pub use module::{CompileError, Module};
 pub use pool::{Busy, Pool, PoolConfig, Ticket};
@@ -37,5 +39,7 @@ pub fn run_here(module: Arc<Module>, invocation: Invocation) -> Outcome {
     }
 }
 
+#[cfg(test)]
+mod kv_tests;
 #[cfg(test)]
 mod tests;

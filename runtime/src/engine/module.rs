@@ -8,7 +8,7 @@ use wasmi::{CompilationMode, Config, Engine, ExternType, Linker, Store};
 
 use super::Limits;
 use super::host::{HostState, MemoryLimiter};
-use super::wasi;
+use super::{Invocation, kv, wasi};
 
 /// A compiled module version and everything needed to run it: its own wasmi `Engine` (an
 /// engine keeps all code it compiled until dropped, so a version's code goes when the version
@@ -80,7 +80,11 @@ impl Module {
         let module =
             wasmi::Module::new(&engine, wasm).map_err(|e| CompileError::Invalid(e.to_string()))?;
         for import in module.imports() {
-            let known = import.module() == wasi::MODULE_NAME && wasi::provides(import.name());
+            let known = match import.module() {
+                wasi::MODULE_NAME => wasi::provides(import.name()),
+                kv::MODULE_NAME => kv::provides(import.name()),
+                _ => false,
+            };
             if !known || !matches!(import.ty(), ExternType::Func(_)) {
                 return Err(CompileError::UnknownImport {
                     module: import.module().to_string(),
@@ -105,6 +109,7 @@ impl Module {
         }
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker).expect("the WASI names are unique");
+        kv::add_to_linker(&mut linker).expect("the wisp names are unique");
         let module = Module {
             engine,
             module,
@@ -114,7 +119,7 @@ impl Module {
         };
         // A trial instantiation catches what names alone do not: an import of the right name
         // with the wrong signature, or a data segment that does not fit.
-        let mut store = module.store(Vec::new(), Vec::new(), Vec::new());
+        let mut store = module.store(Invocation::default());
         store
             .set_fuel(module.limits.fuel)
             .expect("fuel metering is on");
@@ -135,16 +140,11 @@ impl Module {
     }
 
     /// A fresh store for one invocation.
-    pub(crate) fn store(
-        &self,
-        args: Vec<String>,
-        env: Vec<String>,
-        stdin: Vec<u8>,
-    ) -> Store<HostState> {
+    pub(crate) fn store(&self, invocation: Invocation) -> Store<HostState> {
         let state = HostState {
-            args,
-            env,
-            stdin,
+            args: invocation.args,
+            env: invocation.env,
+            stdin: invocation.stdin,
             stdin_pos: 0,
             stdout: Vec::new(),
             stderr: Vec::new(),
@@ -156,6 +156,8 @@ impl Module {
                 refused: false,
             },
             started: Instant::now(),
+            kv: invocation.kv,
+            kv_wrote: false,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);

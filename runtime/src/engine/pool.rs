@@ -279,6 +279,7 @@ impl Outcome {
             stderr: Vec::new(),
             fuel_used: 0,
             memory_bytes: 0,
+            kv_wrote: false,
         }
     }
 }

@@ -14,15 +14,18 @@ use wasmi::{
 
 use super::host::{HostState, HostStop};
 use super::{Limit, Limits, Module};
+use crate::store::Grants;
 
 /// The input of one invocation.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Invocation {
     /// `argv`, the program name first.
     pub args: Vec<String>,
     /// The environment, as `KEY=value` strings.
     pub env: Vec<String>,
     pub stdin: Vec<u8>,
+    /// The stores the function may use through the `wisp` imports.
+    pub kv: Option<Arc<Grants>>,
 }
 
 /// What an invocation left behind.
@@ -35,6 +38,8 @@ pub struct Outcome {
     pub fuel_used: u64,
     /// The size of linear memory at the end, in bytes.
     pub memory_bytes: u64,
+    /// Whether it wrote to a store (made durable by [`Grants::sync`] before answering).
+    pub kv_wrote: bool,
 }
 
 /// Why a run was stopped before it finished.
@@ -87,7 +92,7 @@ impl Run {
         deadline: Instant,
         slice: u64,
     ) -> Step {
-        let mut store = module.store(invocation.args, invocation.env, invocation.stdin);
+        let mut store = module.store(invocation);
         let fuel = slice.min(module.limits.fuel);
         store.set_fuel(fuel).expect("fuel metering is on");
         let started = module
@@ -231,5 +236,6 @@ fn outcome(store: Store<HostState>, fuel_used: u64, result: Result<i32, Stop>) -
         stderr: state.stderr,
         fuel_used,
         memory_bytes,
+        kv_wrote: state.kv_wrote,
     }
 }

@@ -1,0 +1,228 @@
+//! The `wisp` import module: the key-value store, for guests.
+//!
+//! The ABI (documented for guest authors in functions/README.md): every pointer and length is
+//! checked against the guest's memory first (`BAD_POINTER`), then the store name against the
+//! function's grants (`NO_SUCH_STORE`), then the key and value against their caps. No guest
+//! value can panic the host or reach memory outside the guest's.
+//!
+//! Each operation costs [`OP_FUEL`]: a store operation takes real time, and fuel is what
+//! bounds a slice, so a guest looping over the store still yields and meets its deadline.
+
+use wasmi::{Caller, Error, Linker};
+
+use super::host::HostState;
+use crate::store::{KvError, MAX_KEY, Scoped};
+
+pub(crate) const MODULE_NAME: &str = "wisp";
+
+/// Fuel each store operation costs the guest.
+pub const OP_FUEL: u64 = 10_000;
+
+const NOT_FOUND: i32 = -1;
+const NO_SUCH_STORE: i32 = -2;
+const INVALID_KEY: i32 = -3;
+const VALUE_TOO_LARGE: i32 = -4;
+const BAD_POINTER: i32 = -5;
+const NOT_A_NUMBER: i32 = -6;
+const BUFFER_TOO_SMALL: i32 = -7;
+const STORE_FAILED: i32 = -8;
+
+const NAMES: &[&str] = &[
+    "kv_get",
+    "kv_set",
+    "kv_delete",
+    "kv_exists",
+    "kv_increment",
+    "kv_compare_and_swap",
+    "kv_list",
+];
+
+pub(crate) fn provides(name: &str) -> bool {
+    NAMES.contains(&name)
+}
+
+fn code(e: KvError) -> i32 {
+    match e {
+        KvError::NoSuchStore => NO_SUCH_STORE,
+        KvError::InvalidKey => INVALID_KEY,
+        KvError::ValueTooLarge => VALUE_TOO_LARGE,
+        KvError::NotANumber => NOT_A_NUMBER,
+        KvError::Failed(_) => STORE_FAILED,
+    }
+}
+
+/// The guest's memory, its host state, and the checks every call starts with.
+struct Call<'a> {
+    mem: &'a mut [u8],
+    state: &'a mut HostState,
+}
+
+impl<'a> Call<'a> {
+    /// Charges the operation's fuel and borrows memory and state together.
+    fn begin(caller: &'a mut Caller<'_, HostState>) -> Result<Call<'a>, i32> {
+        let fuel = caller.get_fuel().unwrap_or(0);
+        let _ = caller.set_fuel(fuel.saturating_sub(OP_FUEL));
+        let memory = caller.data().memory.ok_or(BAD_POINTER)?;
+        let (mem, state) = memory.data_and_store_mut(caller);
+        Ok(Call { mem, state })
+    }
+
+    // INVARIANT: every guest range goes through here, with overflow-free bounds checks.
+    fn range(&self, ptr: i32, len: i32) -> Result<std::ops::Range<usize>, i32> {
+        let start = ptr as u32 as usize;
+        let end = start.checked_add(len as u32 as usize).ok_or(BAD_POINTER)?;
+        if end > self.mem.len() {
+            return Err(BAD_POINTER);
+        }
+        Ok(start..end)
+    }
+
+    fn bytes(&self, ptr: i32, len: i32) -> Result<Vec<u8>, i32> {
+        let r = self.range(ptr, len)?;
+        Ok(self.mem[r].to_vec())
+    }
+
+    /// `(ptr, len)`, or `None` where `len` is -1.
+    fn optional(&self, ptr: i32, len: i32) -> Result<Option<Vec<u8>>, i32> {
+        if len == -1 {
+            Ok(None)
+        } else {
+            self.bytes(ptr, len).map(Some)
+        }
+    }
+
+    fn store(&self, ptr: i32, len: i32) -> Result<Scoped, i32> {
+        let name = self.range(ptr, len)?;
+        let grants = self.state.kv.as_ref().ok_or(NO_SUCH_STORE)?;
+        grants.get(&self.mem[name]).cloned().ok_or(NO_SUCH_STORE)
+    }
+}
+
+fn run(caller: &mut Caller<'_, HostState>, op: impl FnOnce(&mut Call) -> Result<i32, i32>) -> i32 {
+    match Call::begin(caller) {
+        Ok(mut call) => op(&mut call).unwrap_or_else(|code| code),
+        Err(code) => code,
+    }
+}
+
+fn write<T>(call: &mut Call, result: Result<T, KvError>) -> Result<T, i32> {
+    let value = result.map_err(code)?;
+    call.state.kv_wrote = true;
+    Ok(value)
+}
+
+type C<'a> = Caller<'a, HostState>;
+
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), Error> {
+    let m = MODULE_NAME;
+    linker.func_wrap(
+        m,
+        "kv_get",
+        |mut c: C, sp: i32, sl: i32, kp: i32, kl: i32, bp: i32, bl: i32| {
+            run(&mut c, |call| {
+                let key = call.bytes(kp, kl)?;
+                let buf = call.range(bp, bl)?;
+                let store = call.store(sp, sl)?;
+                let value = store.get(&key).map_err(code)?.ok_or(NOT_FOUND)?;
+                let n = value.len().min(buf.len());
+                call.mem[buf.start..buf.start + n].copy_from_slice(&value[..n]);
+                Ok(value.len() as i32)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "kv_set",
+        |mut c: C, sp: i32, sl: i32, kp: i32, kl: i32, vp: i32, vl: i32| {
+            run(&mut c, |call| {
+                let (key, value) = (call.bytes(kp, kl)?, call.bytes(vp, vl)?);
+                let store = call.store(sp, sl)?;
+                write(call, store.set(&key, &value)).map(|()| 0)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "kv_delete",
+        |mut c: C, sp: i32, sl: i32, kp: i32, kl: i32| {
+            run(&mut c, |call| {
+                let key = call.bytes(kp, kl)?;
+                let store = call.store(sp, sl)?;
+                write(call, store.delete(&key)).map(i32::from)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "kv_exists",
+        |mut c: C, sp: i32, sl: i32, kp: i32, kl: i32| {
+            run(&mut c, |call| {
+                let key = call.bytes(kp, kl)?;
+                let store = call.store(sp, sl)?;
+                store.exists(&key).map(i32::from).map_err(code)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "kv_increment",
+        |mut c: C, sp: i32, sl: i32, kp: i32, kl: i32, delta: i64, out: i32| {
+            run(&mut c, |call| {
+                let key = call.bytes(kp, kl)?;
+                let out = call.range(out, 8)?;
+                let store = call.store(sp, sl)?;
+                let value = write(call, store.increment(&key, delta))?;
+                call.mem[out].copy_from_slice(&value.to_le_bytes());
+                Ok(0)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "kv_compare_and_swap",
+        |mut c: C, sp: i32, sl: i32, kp: i32, kl: i32, ep: i32, el: i32, np: i32, nl: i32| {
+            run(&mut c, |call| {
+                let key = call.bytes(kp, kl)?;
+                let expected = call.optional(ep, el)?;
+                let new = call.optional(np, nl)?;
+                let store = call.store(sp, sl)?;
+                let swapped = store.compare_and_swap(&key, expected.as_deref(), new.as_deref());
+                write(call, swapped).map(i32::from)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "kv_list",
+        |mut c: C, sp: i32, sl: i32, pp: i32, pl: i32, ap: i32, al: i32, bp: i32, bl: i32| {
+            run(&mut c, |call| {
+                let prefix = call.bytes(pp, pl)?;
+                let after = call.bytes(ap, al)?;
+                let buf = call.range(bp, bl)?;
+                let store = call.store(sp, sl)?;
+                let after = (!after.is_empty()).then_some(after.as_slice());
+                // Enough keys to fill any buffer of whole keys, at 4 bytes of length each.
+                let most = (buf.len() / 5).clamp(1, 1024);
+                let keys = store.list(&prefix, after, most).map_err(code)?;
+                let mut at = buf.start;
+                let mut written = 0;
+                for key in &keys {
+                    let need = 4 + key.len();
+                    if at + need > buf.end {
+                        break;
+                    }
+                    call.mem[at..at + 4].copy_from_slice(&(key.len() as u32).to_le_bytes());
+                    call.mem[at + 4..at + need].copy_from_slice(key);
+                    at += need;
+                    written += 1;
+                }
+                if written == 0 && !keys.is_empty() {
+                    debug_assert!(keys[0].len() <= MAX_KEY);
+                    return Err(BUFFER_TOO_SMALL);
+                }
+                Ok(written)
+            })
+        },
+    )?;
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! The key-value shim: one [`Store`] trait, a few operations, and the scoping that gives each
+//! function only the stores its configuration grants.
+//!
+//! A backend stores flat byte keys. [`Scoped`] puts every key a function names under its
+//! namespace prefix, `store \0 owner \0` (owner: the function's name, or empty for a store
+//! declared shared), so no key a function can construct reaches another's. Names are
+//! `[a-z0-9-]`, so the prefix is unambiguous.
+//!
+//! Writes are committed at once but made durable in groups: after an invocation that wrote,
+//! the server calls [`Store::sync`] before it answers, and concurrent invocations share one
+//! `fsync` (DESIGN.md, "The key-value shim").
+
+mod embedded;
+
+use std::fmt;
+use std::sync::Arc;
+
+pub use embedded::Embedded;
+
+/// Longest key a function may use, in bytes.
+pub const MAX_KEY: usize = 1024;
+/// Largest value a function may store, in bytes.
+pub const MAX_VALUE: usize = 1 << 20;
+
+/// Why an operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvError {
+    /// The function's configuration does not grant the store.
+    NoSuchStore,
+    /// Empty, or longer than [`MAX_KEY`].
+    InvalidKey,
+    /// Longer than [`MAX_VALUE`].
+    ValueTooLarge,
+    /// An increment of a value that is not a decimal `i64`, or one that overflows.
+    NotANumber,
+    /// The backend failed; a write did not happen.
+    Failed(String),
+}
+
+impl fmt::Display for KvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KvError::NoSuchStore => f.write_str("the store is not granted to this function"),
+            KvError::InvalidKey => write!(f, "a key is 1 to {MAX_KEY} bytes"),
+            KvError::ValueTooLarge => write!(f, "a value is at most {MAX_VALUE} bytes"),
+            KvError::NotANumber => f.write_str("the value is not a decimal i64 (or overflows)"),
+            KvError::Failed(why) => write!(f, "the store failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for KvError {}
+
+/// A key-value backend: flat byte keys, each operation atomic.
+pub trait Store: Send + Sync + 'static {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
+    fn set(&self, key: &[u8], value: &[u8]) -> Result<(), KvError>;
+    /// True if the key existed.
+    fn delete(&self, key: &[u8]) -> Result<bool, KvError>;
+    fn exists(&self, key: &[u8]) -> Result<bool, KvError> {
+        Ok(self.get(key)?.is_some())
+    }
+    /// Up to `limit` keys that start with `prefix`, in byte order, strictly after `after`.
+    fn list(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, KvError>;
+    /// Adds `delta` to the decimal counter at `key` (missing: 0); returns the new value.
+    fn increment(&self, key: &[u8], delta: i64) -> Result<i64, KvError>;
+    /// If the value is `expected` (`None`: absent), makes it `new` (`None`: deletes it).
+    fn compare_and_swap(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool, KvError>;
+    /// Returns once every write that returned before this call is durable.
+    fn sync(&self) -> Result<(), KvError>;
+}
+
+/// The prefix of `owner`'s namespace in `store`; `None` is the store's shared namespace.
+pub fn namespace(store: &str, owner: Option<&str>) -> Vec<u8> {
+    let mut prefix = Vec::with_capacity(store.len() + owner.map_or(0, str::len) + 2);
+    prefix.extend_from_slice(store.as_bytes());
+    prefix.push(0);
+    prefix.extend_from_slice(owner.unwrap_or("").as_bytes());
+    prefix.push(0);
+    prefix
+}
+
+/// One namespace of a store, with the caps on keys and values.
+#[derive(Clone)]
+pub struct Scoped {
+    store: Arc<dyn Store>,
+    prefix: Vec<u8>,
+}
+
+impl Scoped {
+    pub fn new(store: Arc<dyn Store>, prefix: Vec<u8>) -> Scoped {
+        Scoped { store, prefix }
+    }
+
+    fn key(&self, key: &[u8]) -> Result<Vec<u8>, KvError> {
+        if key.is_empty() || key.len() > MAX_KEY {
+            return Err(KvError::InvalidKey);
+        }
+        Ok([self.prefix.as_slice(), key].concat())
+    }
+
+    fn value(value: &[u8]) -> Result<&[u8], KvError> {
+        if value.len() > MAX_VALUE {
+            return Err(KvError::ValueTooLarge);
+        }
+        Ok(value)
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        self.store.get(&self.key(key)?)
+    }
+
+    pub fn set(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        self.store.set(&self.key(key)?, Self::value(value)?)
+    }
+
+    pub fn delete(&self, key: &[u8]) -> Result<bool, KvError> {
+        self.store.delete(&self.key(key)?)
+    }
+
+    pub fn exists(&self, key: &[u8]) -> Result<bool, KvError> {
+        self.store.exists(&self.key(key)?)
+    }
+
+    pub fn increment(&self, key: &[u8], delta: i64) -> Result<i64, KvError> {
+        self.store.increment(&self.key(key)?, delta)
+    }
+
+    pub fn compare_and_swap(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool, KvError> {
+        let new = new.map(Self::value).transpose()?;
+        self.store.compare_and_swap(&self.key(key)?, expected, new)
+    }
+
+    /// Keys (without the namespace) that start with `prefix`, strictly after `after`.
+    pub fn list(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, KvError> {
+        let full_prefix = [self.prefix.as_slice(), prefix].concat();
+        let after = after.map(|a| [self.prefix.as_slice(), a].concat());
+        let keys = self.store.list(&full_prefix, after.as_deref(), limit)?;
+        Ok(keys
+            .into_iter()
+            .map(|k| k[self.prefix.len()..].to_vec())
+            .collect())
+    }
+
+    pub fn sync(&self) -> Result<(), KvError> {
+        self.store.sync()
+    }
+}
+
+/// The stores one function may use, by name.
+#[derive(Clone, Default)]
+pub struct Grants {
+    stores: Vec<(String, Scoped)>,
+}
+
+impl Grants {
+    /// Grants `function` its private `stores` and the `shared` ones, all in `store`.
+    pub fn new(
+        store: &Arc<dyn Store>,
+        function: &str,
+        stores: &[String],
+        shared: &[String],
+    ) -> Grants {
+        let private = stores.iter().map(|s| (s, Some(function)));
+        let shared = shared.iter().map(|s| (s, None));
+        let stores = private
+            .chain(shared)
+            .map(|(name, owner)| {
+                (
+                    name.clone(),
+                    Scoped::new(store.clone(), namespace(name, owner)),
+                )
+            })
+            .collect();
+        Grants { stores }
+    }
+
+    pub fn get(&self, name: &[u8]) -> Option<&Scoped> {
+        self.stores
+            .iter()
+            .find(|(n, _)| n.as_bytes() == name)
+            .map(|(_, s)| s)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.stores.is_empty()
+    }
+
+    /// Makes the writes made so far durable.
+    pub fn sync(&self) -> Result<(), KvError> {
+        self.stores.first().map_or(Ok(()), |(_, s)| s.sync())
+    }
+}
+
+#[cfg(test)]
+mod tests;

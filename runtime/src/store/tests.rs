@@ -1,0 +1,196 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::*;
+
+fn temp_db() -> (std::path::PathBuf, Embedded) {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("wisp-store-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = Embedded::open(&dir.join("kv.redb"), 1 << 20).unwrap();
+    (dir, db)
+}
+
+/// A small deterministic generator, so a failing sequence can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn the_embedded_store_behaves_like_a_sorted_map() {
+    let (dir, db) = temp_db();
+    let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let keys: Vec<Vec<u8>> = (0..24)
+        .map(|i| format!("k{}", i % 12 * 7 + i / 12).into_bytes())
+        .collect();
+    for step in 0..3000 {
+        let key = &keys[rng.below(keys.len() as u64) as usize];
+        let value = format!("v{}", rng.below(5)).into_bytes();
+        match rng.below(7) {
+            0 => assert_eq!(db.get(key).unwrap(), model.get(key).cloned(), "step {step}"),
+            1 => {
+                db.set(key, &value).unwrap();
+                model.insert(key.clone(), value);
+            }
+            2 => assert_eq!(
+                db.delete(key).unwrap(),
+                model.remove(key).is_some(),
+                "step {step}"
+            ),
+            3 => assert_eq!(db.exists(key).unwrap(), model.contains_key(key)),
+            4 => {
+                let current = model
+                    .get(key)
+                    .map(|v| std::str::from_utf8(v).unwrap().parse::<i64>());
+                match current {
+                    Some(Err(_)) => assert_eq!(db.increment(key, 3), Err(KvError::NotANumber)),
+                    other => {
+                        let next = other.map_or(0, |v| v.unwrap()) + 3;
+                        assert_eq!(db.increment(key, 3).unwrap(), next);
+                        model.insert(key.clone(), next.to_string().into_bytes());
+                    }
+                }
+            }
+            5 => {
+                let expected = if rng.below(2) == 0 {
+                    model.get(key).cloned()
+                } else {
+                    Some(value.clone())
+                };
+                let new = if rng.below(4) == 0 {
+                    None
+                } else {
+                    Some(b"cas".to_vec())
+                };
+                let swapped = db
+                    .compare_and_swap(key, expected.as_deref(), new.as_deref())
+                    .unwrap();
+                assert_eq!(swapped, model.get(key) == expected.as_ref(), "step {step}");
+                if swapped {
+                    match new {
+                        Some(v) => model.insert(key.clone(), v),
+                        None => model.remove(key),
+                    };
+                }
+            }
+            _ => {
+                let prefix = &key[..2];
+                let after = (rng.below(2) == 0).then(|| key.clone());
+                let limit = 1 + rng.below(6) as usize;
+                let expect: Vec<Vec<u8>> = model
+                    .keys()
+                    .filter(|k| k.starts_with(prefix) && after.as_ref().is_none_or(|a| *k > a))
+                    .take(limit)
+                    .cloned()
+                    .collect();
+                assert_eq!(
+                    db.list(prefix, after.as_deref(), limit).unwrap(),
+                    expect,
+                    "step {step}"
+                );
+            }
+        }
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn synced_writes_survive_reopening() {
+    let (dir, db) = temp_db();
+    db.set(b"a", b"1").unwrap();
+    db.increment(b"n", 5).unwrap();
+    db.sync().unwrap();
+    drop(db);
+    let db = Embedded::open(&dir.join("kv.redb"), 1 << 20).unwrap();
+    assert_eq!(db.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(db.get(b"n").unwrap().as_deref(), Some(&b"5"[..]));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn concurrent_writers_share_syncs() {
+    let (dir, db) = temp_db();
+    let db = Arc::new(db);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    db.increment(format!("c{t}").as_bytes(), 1).unwrap();
+                    db.set(format!("k{t}-{i}").as_bytes(), b"x").unwrap();
+                    db.sync().unwrap();
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    for t in 0..8 {
+        assert_eq!(
+            db.get(format!("c{t}").as_bytes()).unwrap().as_deref(),
+            Some(&b"50"[..])
+        );
+    }
+    assert_eq!(db.list(b"k", None, 1000).unwrap().len(), 400);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn namespaces_keep_functions_apart() {
+    let (dir, db) = temp_db();
+    let store: Arc<dyn Store> = Arc::new(db);
+    let names = ["default".to_string()];
+    let a = Grants::new(&store, "a", &names, &["orders".into()]);
+    let b = Grants::new(&store, "b", &names, &["orders".into()]);
+    let (a_default, b_default) = (a.get(b"default").unwrap(), b.get(b"default").unwrap());
+    a_default.set(b"k", b"from a").unwrap();
+    b_default.set(b"k", b"from b").unwrap();
+    assert_eq!(a_default.get(b"k").unwrap().unwrap(), b"from a");
+    assert_eq!(b_default.get(b"k").unwrap().unwrap(), b"from b");
+    // Keys that look like another namespace stay inside this one.
+    a_default.set(b"\0b\0k", b"sneaky").unwrap();
+    assert_eq!(b_default.get(b"k").unwrap().unwrap(), b"from b");
+    assert_eq!(
+        a_default.list(b"", None, 10).unwrap(),
+        vec![b"\0b\0k".to_vec(), b"k".to_vec()]
+    );
+    // The shared store is one namespace for both.
+    a.get(b"orders").unwrap().set(b"o1", b"x").unwrap();
+    assert!(b.get(b"orders").unwrap().exists(b"o1").unwrap());
+    assert!(a.get(b"nope").is_none());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn keys_and_values_are_capped() {
+    let (dir, db) = temp_db();
+    let store: Arc<dyn Store> = Arc::new(db);
+    let s = Scoped::new(store, namespace("default", Some("f")));
+    assert_eq!(s.set(b"", b"v"), Err(KvError::InvalidKey));
+    assert_eq!(s.set(&[b'k'; MAX_KEY + 1], b"v"), Err(KvError::InvalidKey));
+    assert!(s.set(&[b'k'; MAX_KEY], b"v").is_ok());
+    assert_eq!(
+        s.set(b"k", &vec![0; MAX_VALUE + 1]),
+        Err(KvError::ValueTooLarge)
+    );
+    assert!(s.set(b"k", &vec![0; MAX_VALUE]).is_ok());
+    assert_eq!(
+        s.compare_and_swap(b"k", None, Some(&vec![0; MAX_VALUE + 1])),
+        Err(KvError::ValueTooLarge)
+    );
+    s.set(b"n", &i64::MAX.to_string().into_bytes()).unwrap();
+    assert_eq!(s.increment(b"n", 1), Err(KvError::NotANumber));
+    std::fs::remove_dir_all(dir).unwrap();
+}
