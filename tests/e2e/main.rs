@@ -4,6 +4,7 @@
 mod admin_cli;
 mod cli;
 mod deploy;
+mod kv;
 mod examples;
 mod limits;
 mod sdk;

@@ -77,6 +77,8 @@ pub fn function_info(f: &Function) -> Value {
         "methods": c.methods,
         "limits": c.limits,
         "env": c.env,
+        "stores": c.private_stores(),
+        "shared_stores": c.shared_stores,
         "deployed_at": f.deployed_at,
     });
     if let Some(cors) = &c.cors {

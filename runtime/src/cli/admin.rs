@@ -54,6 +54,9 @@ Options:
       --method <METHOD>      A method it takes (repeatable) [default: any]
       --cors <ORIGIN>        Let pages from ORIGIN (or *) call it (repeatable)
       --env <KEY=VALUE>      An environment variable it sees (repeatable)
+      --store <NAME>         A key-value store it may use, in its own namespace (repeatable)
+                             [default: default]
+      --shared-store <NAME>  A store it shares with the functions that name it so (repeatable)
       --fuel <N>             Its fuel (CPU) per request [default: the server's]
       --timeout-ms <MS>      Its wall-clock deadline per request [default: the server's]
       --memory-mb <MB>       Its linear memory cap [default: the server's]
@@ -194,6 +197,10 @@ struct FunctionInfo {
     #[serde(default)]
     env: BTreeMap<String, String>,
     #[serde(default)]
+    stores: Vec<String>,
+    #[serde(default)]
+    shared_stores: Vec<String>,
+    #[serde(default)]
     deployed_at: Option<u64>,
 }
 
@@ -271,7 +278,7 @@ pub fn deploy(parser: lexopt::Parser) -> Result<ExitCode, Error> {
     let mut query = Vec::new();
     let parsed = parse(parser, &syntax, |name, parser| {
         let value = match name {
-            "route" | "method" | "cors" => parser.value()?.string()?,
+            "route" | "method" | "cors" | "store" | "shared-store" => parser.value()?.string()?,
             "env" => {
                 let pair = parser.value()?.string()?;
                 if !pair.contains('=') || pair.starts_with('=') {
@@ -366,6 +373,8 @@ pub fn show(parser: lexopt::Parser) -> Result<ExitCode, Error> {
                 vec![or(pairs(&f.limits), "the server's defaults")],
             ),
             ("env", env),
+            ("stores", vec![or(f.stores.join(", "), "none")]),
+            ("shared stores", vec![or(f.shared_stores.join(", "), "none")]),
             (
                 "size",
                 vec![format!("{} bytes ({})", f.size, table::size(f.size))],
