@@ -81,13 +81,20 @@ fn sizes_are_capped_and_hostile_pointers_are_refused() {
     let data = TempDir::new();
     let server = with_kv_functions(&data);
     let big = server.get("/alpha/kv-big");
-    assert!(big.body.contains("value=-4") && big.body.contains("key=-3"), "{}", big.body);
+    assert!(
+        big.body.contains("value=-4") && big.body.contains("key=-3"),
+        "{}",
+        big.body
+    );
     let bad = server.get("/alpha/kv-bad-pointers");
     assert_eq!(bad.status, 200);
     let lines: Vec<&str> = bad.body.lines().collect();
     assert!(lines.len() >= 4, "{}", bad.body);
     for line in lines {
-        assert!(line.ends_with("=-5"), "every bad pointer is BAD_POINTER: {line}");
+        assert!(
+            line.ends_with("=-5"),
+            "every bad pointer is BAD_POINTER: {line}"
+        );
     }
     // The server and the function are fine after all that.
     assert!(kv(&server, "alpha", "op=set&key=after&value=fine").starts_with("ok"));
@@ -96,7 +103,9 @@ fn sizes_are_capped_and_hostile_pointers_are_refused() {
 /// POSTs increments to the counter until the server goes; counts the acknowledged ones.
 fn increment_until_killed(addr: std::net::SocketAddr, acked: Arc<AtomicU64>) {
     loop {
-        let Ok(mut stream) = std::net::TcpStream::connect(addr) else { return };
+        let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+            return;
+        };
         let request = "POST /api/counter/hits HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         if stream.write_all(request.as_bytes()).is_err() {
             return;
@@ -128,9 +137,15 @@ fn kill_9_never_loses_an_acknowledged_increment() {
             assert_eq!(server.deploy("counter", "counter", config).status, 201);
         } else {
             let (found, acknowledged) = (count(&server), acked.load(Ordering::SeqCst));
-            assert!(found >= acknowledged, "round {round}: {found} < {acknowledged} acknowledged");
+            assert!(
+                found >= acknowledged,
+                "round {round}: {found} < {acknowledged} acknowledged"
+            );
             // At most one unacknowledged increment per client per kill.
-            assert!(found <= acknowledged + clients * round, "{found} vs {acknowledged}");
+            assert!(
+                found <= acknowledged + clients * round,
+                "{found} vs {acknowledged}"
+            );
         }
         let workers: Vec<_> = (0..clients)
             .map(|_| {

@@ -4,8 +4,9 @@
 mod admin_cli;
 mod cli;
 mod deploy;
-mod kv;
 mod examples;
+mod kv;
+mod kv_cli;
 mod limits;
 mod sdk;
 mod support;

@@ -18,7 +18,21 @@
 //!   by name, `argv:` then `<index>=<arg>`, `body_len=<bytes>`, `body:`, then the body as is.
 //! - `status`: answers `201 Created` with `X-Custom: yes` and `Location: /somewhere`.
 //!
+//! And for the key-value imports (see `kv.rs`), each answering 200 with text:
+//!
+//! - `kv-bad-pointers`: calls the raw imports with pointers and lengths outside memory (and
+//!   one overflowing), one bad argument per call, and answers a line `<call>=<code>` for each
+//!   (every code should be -5, `BAD_POINTER`), then `probe_exists=<code>` (should be 0: none
+//!   of those calls wrote).
+//! - `kv-no-store`: a `kv_set` on the store `nope`: `code=<code>` (should be -2).
+//! - `kv-big`: a `kv_set` of a 1 MiB + 1 byte value, then one with a 1025-byte key, both on
+//!   `default`: `value=<code>` and `key=<code>` (should be -4 and -3).
+//! - `kv?op=get|set|delete|exists|incr|counter|cas|list|page&store=&key=&value=&...`: one
+//!   operation through the SDK; `kv.rs` lists the parameters and answers.
+//!
 //! Anything else is a 404.
+
+mod kv;
 
 use std::hint::black_box;
 use std::io::Write;
@@ -49,6 +63,8 @@ fn handle(req: Request) -> Response {
         "exit" => std::process::exit(3),
         "spin" => spin(&req),
         "echo" => echo(&req),
+        "kv" => kv::op(&req),
+        "kv-bad-pointers" | "kv-no-store" | "kv-big" => kv::raw(action),
         "status" => Response::text(201, "created\n")
             .header("X-Custom", "yes")
             .header("Location", "/somewhere"),

@@ -21,10 +21,15 @@
 //! Build it with `cargo build --release --target wasm32-wasip1`, with the link settings that
 //! `functions/.cargo/config.toml` holds (a 64 KiB stack keeps instantiation cheap).
 //!
+//! [`kv`] is the key-value store the host keeps for functions: `kv::Store::default_store()`,
+//! then `get`, `set`, `increment`, `compare_and_swap`, `keys` and so on.
+//!
 //! The crate uses std only. Its parsing works on explicit inputs ([`Request::new`],
 //! [`Response::to_cgi`]), so handlers can be unit-tested natively without a host.
 
 #![warn(missing_docs)]
+
+pub mod kv;
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};

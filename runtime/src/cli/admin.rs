@@ -374,7 +374,10 @@ pub fn show(parser: lexopt::Parser) -> Result<ExitCode, Error> {
             ),
             ("env", env),
             ("stores", vec![or(f.stores.join(", "), "none")]),
-            ("shared stores", vec![or(f.shared_stores.join(", "), "none")]),
+            (
+                "shared stores",
+                vec![or(f.shared_stores.join(", "), "none")],
+            ),
             (
                 "size",
                 vec![format!("{} bytes ({})", f.size, table::size(f.size))],

@@ -28,8 +28,8 @@ Server options:
 }
 
 pub const HELP: &str = "\
-Read and write the key-value stores on a server. A store has a namespace for each function,
-named after it, and one the functions it is shared with have in common, `_shared`.
+Read and write the key-value stores on a server. Each store has a namespace for each function,
+named after it, and one its functions share, `_shared`.
 
 Usage: wisp kv <COMMAND> [OPTIONS]
 

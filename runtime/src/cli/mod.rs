@@ -38,7 +38,7 @@ Commands that talk to a server (--server URL, --token TOKEN; see each one's --he
   rollback  Make another of a function's versions the active one
   logs      Print a function's recent log lines; with -f, keep following them
   invoke    Call a function's route and print the response body
-  kv        List, get, set and delete the keys in its key-value stores
+  kv        List, get, set and delete the keys in the server's key-value stores
 
 Options:
   -h, --help       Show help
