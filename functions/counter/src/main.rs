@@ -3,10 +3,12 @@
 //! - `POST /api/counter/{name}` adds one to the counter `name` and answers the new count;
 //! - `GET /api/counter/{name}` answers the current count (0 for a counter never counted);
 //!
-//! both as `{"name":"<name>","count":<n>}`. Any other method is a 405 with `Allow: GET, POST`,
-//! and a missing name a 400. The counter `name` is the key `name` in the `default` store, kept
-//! in this function's own namespace; the increment is atomic, so concurrent requests never lose
-//! a count.
+//! both as `{"name":"<name>","count":<n>}`. `HEAD` is answered as `GET` (the server sends the
+//! headers only). Any other method is a 405 with `Allow: GET, POST`, and a missing name a 400.
+//!
+//! The counter `name` is the key `name` in the `default` store, kept in this function's own
+//! namespace; the increment is atomic, so concurrent requests never lose a count, and the
+//! host makes it durable before the response goes out.
 
 use wisp_sdk::kv::{KvError, Store};
 use wisp_sdk::{Request, Response, json_string};
@@ -16,17 +18,18 @@ fn main() {
 }
 
 fn handle(req: Request) -> Response {
-    let method = req.method();
-    if method != "GET" && method != "POST" {
-        return error(405, "use GET or POST").header("Allow", "GET, POST");
-    }
+    let post = match req.method() {
+        "POST" => true,
+        "GET" | "HEAD" => false,
+        _ => return error(405, "use GET or POST").header("Allow", "GET, POST"),
+    };
     // PATH_INFO is the path below the route: `/hits` for `/api/counter/hits`.
     let name = req.path().strip_prefix('/').unwrap_or(req.path());
     if name.is_empty() {
         return error(400, "name the counter: /api/counter/{name}");
     }
     let store = Store::default_store();
-    let count = if method == "POST" {
+    let count = if post {
         store.increment(name, 1)
     } else {
         store.counter(name)
@@ -89,6 +92,7 @@ mod tests {
             res.headers()[0],
             ("Content-Type".into(), "application/json".into())
         );
+        assert_eq!(body(&call("HEAD", "/hits")), r#"{"name":"hits","count":2}"#);
         // Reading does not create the key.
         call("GET", "/never");
         assert!(!Store::default_store().exists("never").unwrap());

@@ -21,9 +21,8 @@
 //! And for the key-value imports (see `kv.rs`), each answering 200 with text:
 //!
 //! - `kv-bad-pointers`: calls the raw imports with pointers and lengths outside memory (and
-//!   one overflowing), one bad argument per call, and answers a line `<call>=<code>` for each
-//!   (every code should be -5, `BAD_POINTER`), then `probe_exists=<code>` (should be 0: none
-//!   of those calls wrote).
+//!   one overflowing), one bad argument per call, and answers a line `<call>=<code>` for each:
+//!   every code should be -5, `BAD_POINTER`.
 //! - `kv-no-store`: a `kv_set` on the store `nope`: `code=<code>` (should be -2).
 //! - `kv-big`: a `kv_set` of a 1 MiB + 1 byte value, then one with a 1025-byte key, both on
 //!   `default`: `value=<code>` and `key=<code>` (should be -4 and -3).

@@ -47,8 +47,8 @@
 //! On `wasm32` the store is the host's, through the imports of the `wisp` module (see
 //! `functions/README.md`, "Key-value store ABI"). Everywhere else (native builds and their unit
 //! tests) it is an in-memory fake with the same semantics and error codes, one per thread, which
-//! [`testing`] can reset and configure: a handler that uses the store can be unit-tested
-//! natively as it is.
+//! the module `testing` (native builds only) can reset and configure: a handler that uses the
+//! store can be unit-tested natively as it is.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -209,7 +209,8 @@ fn parse_counter(value: Option<&[u8]>) -> Result<i64, KvError> {
 /// then that many bytes.
 fn decode_keys(buf: &[u8], count: usize) -> Result<Vec<Vec<u8>>, KvError> {
     let malformed = || KvError::Unexpected(i32::try_from(count).unwrap_or(i32::MAX));
-    let mut keys = Vec::with_capacity(count);
+    // Each key takes at least 4 bytes: a bogus count cannot make this allocate much.
+    let mut keys = Vec::with_capacity(count.min(buf.len() / 4));
     let mut rest = buf;
     for _ in 0..count {
         let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(malformed)?;

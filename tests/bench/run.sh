@@ -1,0 +1,471 @@
+#!/usr/bin/env bash
+# Wisp side by side with its baselines, in one run: builds release binaries (the static musl one
+# users get, and the glibc one), starts the servers on loopback, drives them with wrk, and prints
+# a Markdown table (also saved under target/bench/). See BENCHMARKS.md for what each row means.
+#
+#   tests/bench/run.sh            # full: 10 s per wrk run, a few minutes
+#   tests/bench/run.sh --quick    # smoke: 3 s per wrk run
+#
+# Options:
+#   --quick          short runs (3 s per wrk run, fewer iterations)
+#   -d SECONDS       seconds per wrk run (overrides the mode's)
+#   --no-build       use the binaries and modules already built
+#   --glibc-only     skip the static musl build
+#   --keep           keep the temporary folder (server logs, nginx config)
+#
+# Needs: cargo (with the wasm32-wasip1 target), wrk, nginx, curl (Debian: apt-get install -y
+# wrk nginx curl). Every server it starts listens on 127.0.0.1 and is stopped on exit.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+root=$PWD
+
+quick=0 build=1 musl=1 keep=0 seconds=
+while (($#)); do
+    case $1 in
+    --quick) quick=1 ;;
+    -d) seconds=$2; shift ;;
+    --no-build) build=0 ;;
+    --glibc-only) musl=0 ;;
+    --keep) keep=1 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+seconds=${seconds:-$((quick ? 3 : 10))}
+warmup=$((quick ? 1 : 2))
+conns=64
+mode=$([[ $quick == 1 ]] && echo quick || echo full)
+
+say() { printf '\033[1mbench:\033[0m %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+for tool in wrk curl cargo; do
+    command -v "$tool" >/dev/null || die "needs $tool (Debian: apt-get install -y wrk nginx curl)"
+done
+[[ -x $nginx_bin ]] || die "needs nginx (Debian: apt-get install -y nginx)"
+
+tgt=$root/target/bench          # the runtime, built apart from target/ so other builds don't mix in
+guest=$root/target/bench-guest  # the benchmark's own guests
+modules=$root/functions/target/wasm32-wasip1/release
+work=$(mktemp -d "${TMPDIR:-/tmp}/wisp-bench.XXXXXX")
+pids=()
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if ((keep)); then say "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+declare -A R # results, by key
+
+# ---------------------------------------------------------------------------------------------
+# Build
+# ---------------------------------------------------------------------------------------------
+musl_target=x86_64-unknown-linux-musl
+glibc_bin=$tgt/release/wisp
+musl_bin=$tgt/$musl_target/release/wisp
+musl_note=
+if ((build)); then
+    say "building wisp (release, glibc) into target/bench"
+    cargo build --release --quiet --target-dir "$tgt"
+    if ((musl)); then
+        if ! rustup target list --installed 2>/dev/null | grep -qx $musl_target; then
+            for attempt in 1 2 3; do
+                rustup target add $musl_target && break
+                say "rustup target add failed (attempt $attempt); retrying"
+                sleep 5
+            done
+        fi
+        say "building wisp (release, static musl)"
+        if ! cargo build --release --quiet --target $musl_target --target-dir "$tgt" 2>"$work/musl.log"; then
+            musl_note="the static musl build failed: $(grep -m1 '^error' "$work/musl.log" || tail -1 "$work/musl.log")"
+            rm -f "$musl_bin"
+        fi
+    fi
+    say "building the example functions (functions/build.sh)"
+    functions/build.sh >/dev/null || say "warning: functions/build.sh failed; using the modules already built"
+    say "building the benchmark's guests (tests/bench/cpu: wasm32-wasip1 and native)"
+    (cd tests/bench/cpu &&
+        cargo build --release --quiet --target wasm32-wasip1 --target-dir "$guest" &&
+        cargo build --release --quiet --target-dir "$guest")
+    # `trivial` as rustc links it by default (1 MiB stack: 17 pages), beside the SDK's settings.
+    (cd functions && CARGO_ENCODED_RUSTFLAGS='' cargo build --release --quiet -p trivial \
+        --target-dir "$guest/default-stack") || say "warning: could not build trivial with the default stack"
+    say "building the micro-benchmark (cargo bench --bench invoke)"
+    cargo bench --quiet --bench invoke --target-dir "$tgt" --no-run
+fi
+((musl)) || musl_note="skipped (--glibc-only)"
+if ((musl)) && [[ -z $musl_note && ! -x $musl_bin ]]; then
+    musl_note="no static musl binary at $musl_bin"
+fi
+[[ -x $glibc_bin ]] || die "no glibc binary at $glibc_bin (run without --no-build)"
+for m in trivial date counter weather; do
+    [[ -f $modules/$m.wasm ]] || die "no $modules/$m.wasm (functions/build.sh)"
+done
+cpu_wasm=$guest/wasm32-wasip1/release/bench-cpu.wasm
+cpu_native=$guest/release/bench-cpu
+trivial17=$guest/default-stack/wasm32-wasip1/release/trivial.wasm
+[[ -f $cpu_wasm && -x $cpu_native ]] || die "no bench-cpu builds under $guest (run without --no-build)"
+
+# The binaries to compare: the static one users get first, when there is one.
+labels=() bins=()
+if [[ -z $musl_note ]]; then labels+=(musl) bins+=("$musl_bin"); fi
+labels+=(glibc) bins+=("$glibc_bin")
+primary=${labels[0]} primary_bin=${bins[0]}
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+url=
+
+# start_wisp BIN DATA: starts `BIN serve` on a free loopback port; sets $url and $wisp_pid.
+start_wisp() {
+    local bin=$1 data=$2 out="$work/wisp.$RANDOM"
+    WISP_TOKEN=$token "$bin" serve --listen 127.0.0.1:0 --data "$data" >"$out.out" 2>"$out.err" &
+    wisp_pid=$!
+    pids+=("$wisp_pid")
+    url=
+    for _ in $(seq 200); do
+        url=$(sed -n 's|^wisp: listening on \(http://.*\)$|\1|p' "$out.out")
+        [[ -n $url ]] && return 0
+        kill -0 "$wisp_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    cat "$out.err" >&2
+    die "wisp did not start"
+}
+
+stop() {
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# deploy NAME FILE QUERY: PUT the module; dies unless 200/201.
+deploy() {
+    local code
+    code=$(curl -sS -o "$work/deploy.out" -w '%{http_code}' -T "$2" -H 'Expect:' \
+        -H "Authorization: Bearer $token" "$url/_wisp/functions/$1?$3")
+    [[ $code == 20[01] ]] || die "deploy $1 answered $code: $(cat "$work/deploy.out")"
+}
+
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
+
+# wrk_run KEY URL [WRK ARGS...]: a warm-up, then the measured run; fills R[KEY.rps|p50|p99|bad].
+wrk_run() {
+    local key=$1 target=$2
+    shift 2
+    wrk -t1 -c"$conns" -d"${warmup}s" "$@" "$target" >/dev/null 2>&1 || true
+    wrk -t1 -c"$conns" -d"${seconds}s" --latency "$@" "$target" >"$work/wrk.out" 2>&1 || true
+    wrk_parse "$key"
+}
+
+# Reads $work/wrk.out into R[KEY.*]; latencies in ms.
+wrk_parse() {
+    local key=$1 line
+    line=$(awk '
+        function ms(v) {
+            if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0;
+            if (v ~ /m$/) return v * 60000; if (v ~ /s$/) return v * 1000; return v }
+        /^ +50%/ {p50 = ms($2)} /^ +99%/ {p99 = ms($2)} /^Requests\/sec/ {rps = $2}
+        /Non-2xx/ {bad += $NF} /Socket errors/ {gsub(",", ""); bad += $4 + $6 + $8 + $10}
+        END {printf "%d %.2f %.2f %d", rps, p50, p99, bad}' "$work/wrk.out")
+    read -r "R[$key.rps]" "R[$key.p50]" "R[$key.p99]" "R[$key.bad]" <<<"$line"
+    local bad=
+    [[ ${R[$key.bad]} == 0 ]] || bad=", ${R[$key.bad]} errors or non-2xx"
+    say "  $key: ${R[$key.rps]} req/s, p50 ${R[$key.p50]} ms, p99 ${R[$key.p99]} ms$bad"
+}
+
+# A free loopback port, for nginx (wisp picks its own).
+free_port() {
+    local port
+    for _ in $(seq 50); do
+        port=$((20000 + RANDOM % 20000))
+        (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+    done
+    die "no free port"
+}
+
+median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+
+# ---------------------------------------------------------------------------------------------
+# 3. Per-invocation cost (first, while nothing else runs)
+# ---------------------------------------------------------------------------------------------
+say "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); mode $mode (${seconds}s per wrk run, $conns connections)"
+R[load.start]=$(cut -d' ' -f1-3 /proc/loadavg)
+say "3. per-invocation cost (cargo bench --bench invoke)"
+micro_args=(trivial="$modules/trivial.wasm")
+[[ -f $trivial17 ]] && micro_args+=(trivial-17pages="$trivial17")
+micro_args+=(date="$modules/date.wasm" hello-c="$modules/hello-c.wasm")
+for p in empty raw env; do micro_args+=(probe-$p="$guest/wasm32-wasip1/release/probe-$p.wasm"); done
+((quick)) && micro_args+=(--quick)
+cargo bench --quiet --bench invoke --target-dir "$tgt" -- "${micro_args[@]}" >"$work/micro.out"
+mkdir -p "$work/gen"
+cargo bench --quiet --bench invoke --target-dir "$tgt" -- --emit "$work/gen" >/dev/null
+grep '^invoke' "$work/micro.out" | sed 's/^/  /' >&2
+
+# ---------------------------------------------------------------------------------------------
+# 1. Front-end ceiling: nginx serving a static file
+# ---------------------------------------------------------------------------------------------
+say "1. nginx $("$nginx_bin" -v 2>&1 | sed 's|.*/||'), one worker, static file"
+ngx=$work/nginx
+mkdir -p "$ngx/www" "$ngx/tmp" "$ngx/logs"
+printf 'ok\n' >"$ngx/www/ok.txt"
+nginx_port=$(free_port)
+cat >"$ngx/nginx.conf" <<EOF
+# Written by tests/bench/run.sh: one worker (Wisp answers HTTP on one I/O thread), no logs.
+worker_processes 1;
+user $(id -un) $(id -gn);
+daemon off;
+pid $ngx/nginx.pid;
+error_log $ngx/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $ngx/tmp/body;
+    proxy_temp_path $ngx/tmp/proxy;
+    fastcgi_temp_path $ngx/tmp/fastcgi;
+    uwsgi_temp_path $ngx/tmp/uwsgi;
+    scgi_temp_path $ngx/tmp/scgi;
+    keepalive_requests 10000000;
+    types { text/plain txt; }
+    default_type text/plain;
+    server {
+        listen 127.0.0.1:$nginx_port;
+        root $ngx/www;
+    }
+}
+EOF
+"$nginx_bin" -p "$ngx" -e "$ngx/logs/error.log" -c "$ngx/nginx.conf" 2>"$ngx/stderr" &
+nginx_pid=$!
+pids+=("$nginx_pid")
+for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$nginx_port/ok.txt" >/dev/null 2>&1 && break
+    sleep 0.05
+done
+curl -sf "http://127.0.0.1:$nginx_port/ok.txt" >/dev/null || { cat "$ngx/stderr" "$ngx/logs/error.log" >&2; die "nginx did not start"; }
+wrk_run nginx "http://127.0.0.1:$nginx_port/ok.txt"
+stop "$nginx_pid"
+
+# ---------------------------------------------------------------------------------------------
+# 1, 2 (and 4, 5, 7 on the primary binary): one server per binary
+# ---------------------------------------------------------------------------------------------
+for i in "${!labels[@]}"; do
+    label=${labels[$i]} bin=${bins[$i]}
+    say "wisp ($label): $bin"
+    start_wisp "$bin" "$work/data-$label"
+    pid=$wisp_pid
+    deploy trivial "$modules/trivial.wasm" "route=/bench/trivial&method=GET"
+    deploy date "$modules/date.wasm" "route=/api/date&method=GET&cors=*"
+    wrk_run "$label.healthz" "$url/healthz"
+    wrk_run "$label.preflight" "$url/api/date" -s tests/bench/preflight.lua
+    wrk_run "$label.trivial" "$url/bench/trivial"
+    wrk_run "$label.date" "$url/api/date"
+    # Fuel per request, from the server's own meter.
+    metrics=$(curl -sS -H "Authorization: Bearer $token" "$url/_wisp/metrics")
+    for f in trivial date; do
+        R[$label.$f.fuel]=$(awk -v f="$f" '
+            $0 ~ "^wisp_fuel_used_total\\{function=\"" f "\"" {fuel = $NF}
+            $0 ~ "^wisp_invocations_total\\{function=\"" f "\"" {n += $NF}
+            END {if (n) printf "%d", fuel / n}' <<<"$metrics")
+    done
+
+    if [[ $label == "$primary" ]]; then
+        # 5. KV through the counter function: durable increments and reads.
+        say "5. KV: the counter function"
+        deploy counter "$modules/counter.wasm" "route=/api/counter/...&method=GET&method=POST"
+        for c in 1 32; do
+            BENCH_METHOD=POST conns=$c wrk_run "kv.set.$c" "$url" -s tests/bench/counter.lua
+            BENCH_METHOD=GET conns=$c wrk_run "kv.get.$c" "$url" -s tests/bench/counter.lua
+        done
+
+        # 7. CPU-bound work through HTTP (one request, timed inside the guest).
+        deploy bench-cpu "$cpu_wasm" "route=/bench/cpu&method=GET"
+        for w in "sha256 1" "fib 30"; do
+            set -- $w
+            out=$(curl -sS "$url/bench/cpu?work=$1&arg=$2&reps=1")
+            R[cpu.$1.served]=$(sed -n 's/.*best_us=\([0-9]*\).*/\1/p' <<<"$out")
+        done
+
+        # 4. Cold start: deploy request sent -> first successful response, on one connection.
+        say "4. cold start"
+        reps=$((quick ? 3 : 7))
+        for m in small:"$modules/weather.wasm" code:"$work/gen/wat-big-code.wasm" data:"$work/gen/wat-big-data.wasm"; do
+            kind=${m%%:*} file=${m#*:}
+            R[cold.$kind.size]=$(stat -c %s "$file")
+            : >"$work/cold.$kind"
+            n=$reps
+            [[ $kind != small ]] && n=$((quick ? 2 : 3))
+            for r in $(seq "$n"); do
+                name=cold-$kind-$r
+                out=$(curl -sS -o /dev/null -H 'Expect:' -H "Authorization: Bearer $token" -T "$file" \
+                    -w '%{http_code} %{time_total}\n' "$url/_wisp/functions/$name?route=/cold/$name&method=GET" \
+                    --next -sS -o /dev/null -w '%{http_code} %{time_total}\n' "$url/cold/$name" | tr '\n' ' ')
+                read -r c1 t1 c2 t2 <<<"$out"
+                [[ $c1 == 201 && $c2 == 200 ]] || die "cold start $name: deploy $c1, first request $c2"
+                awk -v a="$t1" -v b="$t2" 'BEGIN {printf "%.2f %.2f %.2f\n", (a + b) * 1000, a * 1000, b * 1000}' >>"$work/cold.$kind"
+            done
+            R[cold.$kind.total]=$(cut -d' ' -f1 "$work/cold.$kind" | median)
+            R[cold.$kind.deploy]=$(cut -d' ' -f2 "$work/cold.$kind" | median)
+            R[cold.$kind.first]=$(cut -d' ' -f3 "$work/cold.$kind" | median)
+            say "  $kind ($(mib $((R[cold.$kind.size] / 1024))) MiB): ${R[cold.$kind.total]} ms (deploy ${R[cold.$kind.deploy]}, first request ${R[cold.$kind.first]})"
+        done
+    fi
+    stop "$pid"
+
+    # 6. Footprint, on a fresh server: idle, 100 functions, under load.
+    say "6. footprint ($label)"
+    R[$label.size]=$(stat -c %s "$bin")
+    start_wisp "$bin" "$work/fp-$label"
+    pid=$wisp_pid
+    sleep 0.5
+    R[$label.rss.empty]=$(rss_kib "$pid")
+    for n in $(seq -w 0 99); do
+        deploy "t$n" "$modules/trivial.wasm" "route=/t/$n&method=GET"
+    done
+    sleep 1
+    R[$label.rss.100]=$(rss_kib "$pid")
+    wrk -t1 -c"$conns" -d"${seconds}s" "$url/t/42" >"$work/wrk.out" 2>&1 &
+    wrk_pid=$!
+    pids+=("$wrk_pid")
+    sleep "$(awk -v s="$seconds" 'BEGIN {print s * 0.7}')"
+    R[$label.rss.load]=$(rss_kib "$pid")
+    wait "$wrk_pid" || true
+    R[$label.rss.peak]=$(hwm_kib "$pid")
+    say "  size $(mib $((R[$label.size] / 1024))) MiB; RSS empty $(mib "${R[$label.rss.empty]}") MiB, 100 functions $(mib "${R[$label.rss.100]}") MiB, under load $(mib "${R[$label.rss.load]}") MiB (peak $(mib "${R[$label.rss.peak]}"))"
+    stop "$pid"
+done
+
+# ---------------------------------------------------------------------------------------------
+# 7. CPU-bound work: the same code, native and under `wisp run`
+# ---------------------------------------------------------------------------------------------
+say "7. CPU-bound: bench-cpu native vs wasm"
+for w in "sha256 1" "fib 30"; do
+    set -- $w
+    nat=$("$cpu_native" "$1" "$2" 10)
+    was=$("$primary_bin" run --fuel 1000000000000 --timeout-ms 3600000 "$cpu_wasm" "$1" "$2" "$((quick ? 2 : 5))")
+    R[cpu.$1.native]=$(sed -n 's/.*best_us=\([0-9]*\).*/\1/p' <<<"$nat")
+    R[cpu.$1.wasm]=$(sed -n 's/.*best_us=\([0-9]*\).*/\1/p' <<<"$was")
+    [[ ${nat##*result=} == "${was##*result=}" ]] || die "bench-cpu $1: native and wasm disagree ($nat / $was)"
+    say "  $1 $2: native ${R[cpu.$1.native]} us, wasm ${R[cpu.$1.wasm]} us"
+done
+R[load.end]=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---------------------------------------------------------------------------------------------
+# The table
+# ---------------------------------------------------------------------------------------------
+num() { awk -v n="$1" 'BEGIN {s = sprintf("%d", n); o = ""; while (length(s) > 3) {o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3)} print s o}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.0f%%", 100 * a / b; else print "-"}'; }
+met() { awk -v ok="$1" 'BEGIN {print (ok ? "met" : "**missed**")}'; }
+flag() { [[ ${R[$1.bad]:-0} == 0 ]] || printf ' (%s errors/non-2xx)' "${R[$1.bad]}"; }
+micro() { # micro NAME FIELD: a field of the micro-benchmark's line for NAME
+    awk -v n="$1" -v f="$2" '$1 == "invoke" && $2 == n {
+        for (i = 3; i <= NF; i++) {split($i, kv, "="); if (kv[1] == f) print kv[2]}}' "$work/micro.out"
+}
+
+table() {
+    local l cpu
+    echo "## Wisp benchmarks: $(date -u '+%Y-%m-%d %H:%M UTC'), $mode mode"
+    echo
+    echo "Machine: $(nproc) cores, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1), $(uname -sm);" \
+        "load average $(echo "${R[load.start]}" | cut -d' ' -f1) at the start, $(echo "${R[load.end]}" | cut -d' ' -f1) at the end." \
+        "wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}') -t1 -c$conns -d${seconds}s (keep-alive), client and servers on the same cores:" \
+        "only the ratios measured together in this run carry over to another machine."
+    if [[ -n $musl_note ]]; then
+        echo
+        echo "**glibc only**: $musl_note."
+    fi
+    echo
+    echo "### 1. Front-end ceiling (no wasm) and 2. function overhead"
+    echo
+    echo "| server | request | requests/s | p50 ms | p99 ms | vs nginx | vs native route |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+    echo "| nginx 1 worker | \`GET /ok.txt\` static file | $(num "${R[nginx.rps]}") | ${R[nginx.p50]} | ${R[nginx.p99]} | 1.00 | |$(flag nginx)"
+    for l in "${labels[@]}"; do
+        local base=${R[$l.healthz.rps]}
+        echo "| wisp $l | \`GET /healthz\` (native route) | $(num "$base") | ${R[$l.healthz.p50]} | ${R[$l.healthz.p99]} | $(ratio "$base" "${R[nginx.rps]}") | 1.00 |$(flag "$l.healthz")"
+        echo "| wisp $l | \`OPTIONS /api/date\` CORS preflight (native) | $(num "${R[$l.preflight.rps]}") | ${R[$l.preflight.p50]} | ${R[$l.preflight.p99]} | $(ratio "${R[$l.preflight.rps]}" "${R[nginx.rps]}") | $(ratio "${R[$l.preflight.rps]}" "$base") |$(flag "$l.preflight")"
+        echo "| wisp $l | \`GET /bench/trivial\`, trivial function, ${R[$l.trivial.fuel]:-?} fuel | $(num "${R[$l.trivial.rps]}") | ${R[$l.trivial.p50]} | ${R[$l.trivial.p99]} | $(ratio "${R[$l.trivial.rps]}" "${R[nginx.rps]}") | **$(pct "${R[$l.trivial.rps]}" "$base")** |$(flag "$l.trivial")"
+        echo "| wisp $l | \`GET /api/date\`, date function, ${R[$l.date.fuel]:-?} fuel | $(num "${R[$l.date.rps]}") | ${R[$l.date.p50]} | ${R[$l.date.p99]} | $(ratio "${R[$l.date.rps]}" "${R[nginx.rps]}") | **$(pct "${R[$l.date.rps]}" "$base")** |$(flag "$l.date")"
+    done
+    echo
+    echo "### 3. Per-invocation cost (instantiate + run, \`cargo bench --bench invoke\`, glibc, one thread)"
+    echo
+    echo "| module | size | initial pages | compile ms | min µs | median µs | p99 µs | fuel per run |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    grep '^invoke' "$work/micro.out" | while read -r _ name rest; do
+        if [[ $rest == error=* ]]; then echo "| $name | ${rest} | | | | | | |"; continue; fi
+        echo "| $name | $(num "$(micro "$name" size)") | $(micro "$name" pages) | $(micro "$name" compile_ms) | $(micro "$name" min_us) | **$(micro "$name" median_us)** | $(micro "$name" p99_us) | $(num "$(micro "$name" fuel)") |"
+    done
+    echo
+    echo "### 4. Cold start (wisp $primary; deploy request sent → first 200 of the new route, one connection, median)"
+    echo
+    echo "| module | size | deploy acknowledged ms | first request ms | total ms |"
+    echo "| --- | ---: | ---: | ---: | ---: |"
+    for k in small code data; do
+        local what=${k/small/weather.wasm (Rust SDK)}
+        what=${what/code/wat-big-code (40,000 functions)}
+        what=${what/data/wat-big-data (4 MiB data segment)}
+        echo "| $what | $(num "${R[cold.$k.size]}") B | ${R[cold.$k.deploy]} | ${R[cold.$k.first]} | **${R[cold.$k.total]}** |"
+    done
+    echo
+    echo "### 5. Key-value store through the counter function (wisp $primary; 1,000 counters)"
+    echo
+    echo "| operation | clients | requests/s | p50 ms | p99 ms |"
+    echo "| --- | ---: | ---: | ---: | ---: |"
+    for c in 1 32; do
+        echo "| \`POST /api/counter/NAME\` (durable increment) | $c | $(num "${R[kv.set.$c.rps]}") | ${R[kv.set.$c.p50]} | ${R[kv.set.$c.p99]} |$(flag "kv.set.$c")"
+        echo "| \`GET /api/counter/NAME\` (read) | $c | $(num "${R[kv.get.$c.rps]}") | ${R[kv.get.$c.p50]} | ${R[kv.get.$c.p99]} |$(flag "kv.get.$c")"
+    done
+    echo
+    echo "### 6. Footprint (RSS from /proc; 100 functions = trivial.wasm deployed under 100 names)"
+    echo
+    echo "| binary | size MiB | RSS idle, nothing deployed | idle, 100 functions | under load (64 connections) | peak |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+    for l in "${labels[@]}"; do
+        echo "| wisp $l | $(mib $((R[$l.size] / 1024))) | $(mib "${R[$l.rss.empty]}") MiB | **$(mib "${R[$l.rss.100]}") MiB** | $(mib "${R[$l.rss.load]}") MiB | $(mib "${R[$l.rss.peak]}") MiB |"
+    done
+    echo
+    echo "### 7. CPU-bound work (bench-cpu: the same Rust source, native vs wasm on wisp $primary; best run)"
+    echo
+    echo "| work | native ms | \`wisp run\` ms | served over HTTP ms | slowdown |"
+    echo "| --- | ---: | ---: | ---: | ---: |"
+    for cpu in sha256 fib; do
+        local what=${cpu/sha256/SHA-256 of 1 MiB}
+        what=${what/fib/fib(30), recursive}
+        echo "| $what | $(awk -v u="${R[cpu.$cpu.native]}" 'BEGIN {printf "%.2f", u / 1000}') | $(awk -v u="${R[cpu.$cpu.wasm]}" 'BEGIN {printf "%.1f", u / 1000}') | $(awk -v u="${R[cpu.$cpu.served]:-0}" 'BEGIN {printf "%.1f", u / 1000}') | **$(ratio "${R[cpu.$cpu.wasm]}" "${R[cpu.$cpu.native]}")×** |"
+    done
+    echo
+    echo "### Targets"
+    echo
+    local p=$primary
+    local t_ratio t_p99 t_inv t_cold t_rss
+    t_ratio=$(awk -v a="${R[$p.trivial.rps]}" -v b="${R[$p.healthz.rps]}" 'BEGIN {print (b > 0 && a / b >= 0.70)}')
+    t_p99=$(awk -v a="${R[$p.trivial.p99]}" 'BEGIN {print (a < 5)}')
+    t_inv=$(awk -v a="$(micro trivial median_us)" 'BEGIN {print (a != "" && a < 30)}')
+    t_cold=$(awk -v a="${R[cold.small.total]}" 'BEGIN {print (a < 5)}')
+    t_rss=$(awk -v a="${R[$p.rss.100]}" 'BEGIN {print (a < 10240)}')
+    echo "| target | measured (wisp $p) | |"
+    echo "| --- | --- | --- |"
+    echo "| trivial function ≥ 70% of the native route's requests/s | $(pct "${R[$p.trivial.rps]}" "${R[$p.healthz.rps]}") | $(met "$t_ratio") |"
+    echo "| p99 under 5 ms at $conns connections (trivial function) | ${R[$p.trivial.p99]} ms | $(met "$t_p99") |"
+    echo "| instantiate + run of trivial (2 pages, SDK build) under 30 µs | $(micro trivial median_us) µs median (1-page floor $(micro wat-1page median_us) µs; 17 pages $(micro trivial-17pages median_us) µs) | $(met "$t_inv") |"
+    echo "| cold start under 5 ms, ~100 KB module | ${R[cold.small.total]} ms ($(num "${R[cold.small.size]}") B) | $(met "$t_cold") |"
+    echo "| idle RSS under 10 MB with 100 functions | $(mib "${R[$p.rss.100]}") MiB | $(met "$t_rss") |"
+}
+
+mkdir -p "$tgt"
+out=$tgt/results-$(date -u +%Y%m%dT%H%M%SZ)-$mode.md
+table | tee "$out"
+say "saved to ${out#"$root"/}"
