@@ -15,7 +15,7 @@ use crate::config::FunctionConfig;
 use crate::engine::{Busy, CompileError, Limit, Limits, Module, Outcome, Pool, Stop};
 use crate::http::{self, Handler, Request, Response};
 use crate::metrics::FunctionStats;
-use crate::registry::{FunctionRecord, Registry, RegistryError};
+use crate::registry::{FunctionRecord, Registry, RegistryError, VersionRecord};
 use crate::router::{Lookup, Route, RouteError, RouteTable};
 use crate::store::{Grants, Scoped, Store, namespace};
 use crate::wagi::{self, RouteInfo};
@@ -148,9 +148,10 @@ impl Service {
         let mut problems = Vec::new();
         let mut functions = lock(&self.functions);
         for record in self.registry.functions()? {
-            match self.compile(&record) {
-                Ok(function) => {
-                    functions.insert(record.name.clone(), function);
+            let active = record.active();
+            match self.compile_version(active) {
+                Ok(module) => {
+                    functions.insert(record.name.clone(), self.serving(active, module));
                 }
                 Err(e) => problems.push(format!("function `{}`: {e}", record.name)),
             }
@@ -186,25 +187,10 @@ impl Service {
                 });
             }
         }
-        let stats = self.stats_for(&config.name);
-        let mut candidate = functions.clone();
         let (record, created) = self.registry.add_version(config, wasm)?;
-        let v = record.active();
-        let function = self.function(
-            v.config.clone(),
-            module,
-            v.version,
-            v.hash.clone(),
-            v.deployed_at,
-            &stats,
-        );
-        candidate.insert(record.name.clone(), function.clone());
-        let table = self.table(&candidate)?;
-        *functions = candidate;
-        self.swap(table);
-        stats
-            .deploys
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let function = self.serving(record.active(), module);
+        let (candidate, table) = self.with(&functions, &function)?;
+        self.publish(&mut functions, candidate, table, &function);
         Ok((function, created))
     }
 
@@ -213,32 +199,14 @@ impl Service {
         let _deploying = lock(&self.deploying);
         let record = self.registry.get(name)?.ok_or_else(|| not_found(name))?;
         let Some(v) = record.version(version) else {
-            return Err(DeployError::NotFound(format!(
-                "function `{name}` has no version {version}"
-            )));
+            let why = format!("function `{name}` has no version {version}");
+            return Err(DeployError::NotFound(why));
         };
         let mut functions = lock(&self.functions);
-        let wasm = self.registry.module(&v.hash)?;
-        let module = Module::compile(&wasm, v.config.limits.apply(&self.defaults))
-            .map_err(DeployError::Module)?;
-        let stats = self.stats_for(name);
-        let function = self.function(
-            v.config.clone(),
-            module,
-            v.version,
-            v.hash.clone(),
-            v.deployed_at,
-            &stats,
-        );
-        let mut candidate = functions.clone();
-        candidate.insert(name.to_string(), function.clone());
-        let table = self.table(&candidate)?;
+        let function = self.serving(v, self.compile_version(v)?);
+        let (candidate, table) = self.with(&functions, &function)?;
         self.registry.set_active(name, version)?;
-        *functions = candidate;
-        self.swap(table);
-        stats
-            .deploys
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.publish(&mut functions, candidate, table, &function);
         Ok(function)
     }
 
@@ -298,45 +266,54 @@ impl Service {
             .clone()
     }
 
-    fn function(
-        &self,
-        config: FunctionConfig,
-        module: Arc<Module>,
-        version: u32,
-        hash: String,
-        deployed_at: u64,
-        stats: &Arc<FunctionStats>,
-    ) -> Arc<Function> {
-        let env = config.env_pairs();
+    fn compile_version(&self, v: &VersionRecord) -> Result<Arc<Module>, DeployError> {
+        let wasm = self.registry.module(&v.hash)?;
+        Module::compile(&wasm, v.config.limits.apply(&self.defaults)).map_err(DeployError::Module)
+    }
+
+    /// The function that serves version `v` with its compiled `module`.
+    fn serving(&self, v: &VersionRecord, module: Arc<Module>) -> Arc<Function> {
+        let config = v.config.clone();
         let (private, shared) = (config.private_stores(), &config.shared_stores);
         let grants = Grants::new(&self.store, &config.name, &private, shared);
-        let kv = (!grants.is_empty()).then(|| Arc::new(grants));
         Arc::new(Function {
-            config,
+            env: config.env_pairs(),
+            kv: (!grants.is_empty()).then(|| Arc::new(grants)),
+            stats: self.stats_for(&config.name),
             module,
-            version,
-            hash,
-            deployed_at,
-            stats: stats.clone(),
-            env,
-            kv,
+            version: v.version,
+            hash: v.hash.clone(),
+            deployed_at: v.deployed_at,
+            config,
         })
     }
 
-    fn compile(&self, record: &FunctionRecord) -> Result<Arc<Function>, DeployError> {
-        let v = record.active();
-        let wasm = self.registry.module(&v.hash)?;
-        let module = Module::compile(&wasm, v.config.limits.apply(&self.defaults))
-            .map_err(DeployError::Module)?;
-        let stats = self.stats_for(&record.name);
-        Ok(self.function(
-            v.config.clone(),
-            module,
-            v.version,
-            v.hash.clone(),
-            v.deployed_at,
-            &stats,
-        ))
+    /// The functions with `function` in, and their route table; nothing changes yet.
+    fn with(
+        &self,
+        functions: &BTreeMap<String, Arc<Function>>,
+        function: &Arc<Function>,
+    ) -> Result<(BTreeMap<String, Arc<Function>>, Table), DeployError> {
+        let mut candidate = functions.clone();
+        candidate.insert(function.name().to_string(), function.clone());
+        let table = self.table(&candidate)?;
+        Ok((candidate, table))
+    }
+
+    /// Serves `candidate` from now on.
+    fn publish(
+        &self,
+        functions: &mut BTreeMap<String, Arc<Function>>,
+        candidate: BTreeMap<String, Arc<Function>>,
+        table: Table,
+        changed: &Function,
+    ) {
+        *functions = candidate;
+        self.swap(table);
+        changed
+            .stats
+            .deploys
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The route table of `functions`, or the conflict that prevents it.
