@@ -4,7 +4,8 @@
 //! ```sh
 //! cargo bench --bench invoke                      # the example modules and generated ones
 //! cargo bench --bench invoke -- --quick           # fewer iterations
-//! cargo bench --bench invoke -- NAME=PATH...      # these modules (and the generated ones)
+//! cargo bench --bench invoke -- NAME=PATH...      # these modules (absolute paths: cargo runs
+//!                                                 # benches in runtime/), and the generated ones
 //! cargo bench --bench invoke -- --emit DIR        # only write the generated modules to DIR
 //! cargo bench --bench invoke -- --iters 1000 --no-generated trivial=PATH   # for callgrind
 //! ```
@@ -12,20 +13,28 @@
 //! For every module it prints one line:
 //!
 //! ```text
-//! invoke NAME size=BYTES pages=N compile_ms=MEDIAN min_us=X median_us=Y p99_us=Z fuel=F mem_kib=M
+//! invoke NAME size=BYTES pages=N compile_ms=C min_us=X median_us=Y p99_us=Z net_us=N pool_us=P
+//!        fuel=F mem_kib=M iters=I
 //! ```
+//!
+//! `min_us`, `median_us` and `p99_us` time `run_here` (instantiate + run on this thread).
+//! `run_here` also asks the OS for the number of cores on every call (about 20 syscalls), which
+//! the server's worker pool does not: `net_us` is the median with that cost, timed just before
+//! each iteration, taken out: the server's instantiate + run. `pool_us` is the median through a
+//! one-worker `Pool`, as the server runs it: `net_us` plus the hand-off to the worker thread and
+//! back.
 //!
 //! The generated modules (hand-written WAT, via the `wat` dev-dependency) separate what an
 //! invocation pays for: `wat-1page` is the floor (one `fd_write`, one page of memory),
 //! `wat-17pages` the same with rustc's default 17 pages, `wat-big-data` a module with a 4 MiB
-//! data segment, and `wat-big-code` one with 40,000 small functions (about 3 MB). tests/bench/run.sh
-//! also deploys the last two to measure cold starts.
+//! data segment, and `wat-big-code` one with 100,000 small functions (about 3.5 MB).
+//! tests/bench/run.sh also deploys the last two to measure cold starts.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wisp::engine::{Invocation, Limits, Module, run_here};
+use wisp::engine::{Invocation, Limits, Module, Pool, PoolConfig, run_here};
 
 const WRITE_OK: &str = r#"
   (import "wasi_snapshot_preview1" "fd_write"
@@ -56,10 +65,10 @@ fn generated() -> Vec<(String, Vec<u8>)> {
         (65536 + data_len as u32).div_ceil(65536) + 1,
         &format!("(data (i32.const 65536) \"{data}\")"),
     );
-    // 40,000 small functions that are never called: code to validate and translate at deploy,
+    // 100,000 small functions that are never called: code to validate and translate at deploy,
     // and function entities to set up at every instantiation.
     let mut funcs = String::new();
-    for i in 0..40_000u32 {
+    for i in 0..100_000u32 {
         funcs.push_str(&format!(
             "(func (param i32) (result i32) local.get 0 i32.const {i} i32.add i32.const {m} \
              i32.mul i32.const {x} i32.xor local.get 0 i32.const 3 i32.shl i32.add \
@@ -191,29 +200,62 @@ fn bench(name: &str, wasm: &[u8], plan: Plan) {
         warmup += 1;
     }
     let mut times = Vec::new();
+    let mut net = Vec::new();
     let started = Instant::now();
     let more = |n: usize| match plan.iters {
         Some(iters) => n < iters,
         None => n < 200_000 && (n < 20 || started.elapsed() < budget),
     };
     while more(times.len()) {
+        // What `run_here` pays on top of the server's path, timed just before it.
+        let start = Instant::now();
+        std::hint::black_box(std::thread::available_parallelism().ok());
+        let overhead = start.elapsed();
         // The clone of the request is part of what the server pays too.
         let invocation = invocation.clone();
         let start = Instant::now();
         let outcome = run_here(module.clone(), invocation);
-        times.push(start.elapsed());
+        let took = start.elapsed();
+        times.push(took);
+        net.push(took.saturating_sub(overhead));
         debug_assert!(outcome.result.is_ok());
     }
     times.sort();
+    net.sort();
+    // The same through the server's worker pool (one worker): instantiate + run, plus handing
+    // the invocation to a worker thread and the outcome back.
+    let pool = Pool::new(PoolConfig {
+        workers: 1,
+        ..PoolConfig::default()
+    });
+    let mut pooled = Vec::new();
+    let started = Instant::now();
+    while plan.iters.is_none()
+        && pooled.len() < times.len().min(20_000)
+        && (pooled.len() < 20 || started.elapsed() < budget / 2)
+    {
+        let invocation = invocation.clone();
+        let start = Instant::now();
+        let ticket = pool
+            .submit(module.clone(), invocation)
+            .expect("an idle pool");
+        let outcome = ticket.wait();
+        pooled.push(start.elapsed());
+        debug_assert!(outcome.result.is_ok());
+    }
+    drop(pool);
+    pooled.sort();
     println!(
         "invoke {name} size={} pages={} compile_ms={:.2} min_us={:.1} median_us={:.1} \
-         p99_us={:.1} fuel={} mem_kib={} iters={}",
+         p99_us={:.1} net_us={:.1} pool_us={:.1} fuel={} mem_kib={} iters={}",
         wasm.len(),
         initial_pages(wasm).map_or("?".into(), |p| p.to_string()),
         compile_times[compile_times.len() / 2].as_secs_f64() * 1e3,
         us(times[0]),
         us(percentile(&times, 0.5)),
         us(percentile(&times, 0.99)),
+        us(percentile(&net, 0.5)),
+        pooled.get(pooled.len() / 2).map_or(0.0, |d| us(*d)),
         first.fuel_used,
         first.memory_bytes / 1024,
         times.len(),
@@ -231,6 +273,13 @@ fn main() {
         match arg.as_str() {
             // cargo bench passes --bench to every bench target.
             "--bench" => {}
+            "-h" | "--help" => {
+                println!(
+                    "usage: cargo bench --bench invoke -- [--quick] [--iters N] [--no-generated] \
+                     [NAME=ABSOLUTE_PATH.wasm]...\n       cargo bench --bench invoke -- --emit DIR"
+                );
+                return;
+            }
             "--quick" => quick = true,
             "--no-generated" => with_generated = false,
             "--iters" => iters = args.next().and_then(|n| n.parse().ok()),
@@ -256,6 +305,21 @@ fn main() {
         }
         return;
     }
+    // `run_here` reads `PoolConfig::default()` for its slice size, which asks the OS for the
+    // number of cores (cgroup files and sched_getaffinity: about 20 syscalls) on every call. The
+    // server's pool does not; print the cost so it can be told apart from instantiate + run.
+    let mut ap = Vec::new();
+    for _ in 0..if quick { 200 } else { 1000 } {
+        let start = Instant::now();
+        let _ = std::hint::black_box(std::thread::available_parallelism());
+        ap.push(start.elapsed());
+    }
+    ap.sort();
+    println!(
+        "overhead available_parallelism min_us={:.1} median_us={:.1}",
+        us(ap[0]),
+        us(percentile(&ap, 0.5))
+    );
     if modules.is_empty() {
         let dir =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/target/wasm32-wasip1/release");

@@ -19,9 +19,11 @@
 //! - [`service`]: the handler that ties the four together.
 //!
 //! Beside them: [`config`] (function configuration and the `wisp.json` manifest), [`logs`]
-//! (each function's recent log lines), [`server`] (start and stop), [`cli`] (the commands).
+//! (each function's recent log lines), [`server`] (start and stop), [`cli`] (the commands),
+//! [`board`] (server defaults sized for each class of device).
 
 pub mod admin;
+pub mod board;
 pub mod cli;
 pub mod config;
 pub mod engine;

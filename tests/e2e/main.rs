@@ -2,6 +2,7 @@
 //! modules built from `functions/`, and talks to it over sockets.
 
 mod admin_cli;
+mod boards;
 mod cli;
 mod deploy;
 mod examples;

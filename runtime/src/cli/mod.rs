@@ -4,7 +4,9 @@
 //! to print.
 
 mod admin;
+mod board;
 mod client;
+mod install;
 mod invoke;
 mod kv;
 mod options;
@@ -27,6 +29,7 @@ Commands:
   serve     Start a server (functions are deployed to it over HTTP)
   up        Serve the functions a manifest (wisp.json) lists, building them first with --build
   run       Run a WASI command module here, like `wasmtime run`
+  install   Install this binary as a systemd service (sudo wisp install)
   help      Show this help, or a command's: wisp help <COMMAND>
 
 Commands that talk to a server (--server URL, --token TOKEN; see each one's --help):
@@ -89,6 +92,7 @@ pub fn main(args: Vec<OsString>) -> Result<ExitCode, Error> {
         "serve" => serve::serve(parser),
         "up" => serve::up(parser),
         "run" => run::run(parser),
+        "install" => install::install(parser),
         "deploy" => admin::deploy(parser),
         "ls" => admin::ls(parser),
         "show" => admin::show(parser),
@@ -105,6 +109,7 @@ pub fn main(args: Vec<OsString>) -> Result<ExitCode, Error> {
                     "serve" => serve::SERVE_HELP,
                     "up" => serve::UP_HELP,
                     "run" => run::HELP,
+                    "install" => install::HELP,
                     "deploy" => admin::DEPLOY_HELP,
                     "ls" => admin::LS_HELP,
                     "show" => admin::SHOW_HELP,

@@ -20,10 +20,14 @@ Function limits (defaults for functions that set none):
 
 pub const SERVER_HELP: &str = "\
 Server options:
+      --board <NAME>         Defaults sized for a device: pi-zero-2w, pi-2, pi-3, pi-4, pi-5,
+                             x86-64, or none; `--board help` lists them. Options given here win
+                             [default: detected from the device's model, else none]
       --listen <ADDR>        Address to listen on [default: 0.0.0.0:8080]
       --data <DIR>           Data folder [default: $STATE_DIRECTORY, else ./wisp-data]
       --token-file <PATH>    Admin token file [default: DIR/admin.token; WISP_TOKEN overrides]
       --max-module-mb <MB>   Largest module a deploy may upload [default: 64]
+      --store-cache-mb <MB>  Key-value store cache [default: 16]
       --workers <N>          Threads that run wasm [default: one per core]
       --queue <N>            Invocations that may wait for a worker; past it, 503 [default: 256]
       --max-running <N>      Invocations started and not finished, at most [default: 8 per worker]
@@ -83,6 +87,9 @@ pub fn server(
         "queue" => options.pool.queue = number(parser, "queue")?,
         "max-running" => options.pool.max_running = number::<usize>(parser, "max-running")?.max(1),
         "slice-fuel" => options.pool.slice_fuel = number::<u64>(parser, "slice-fuel")?.max(1),
+        "store-cache-mb" => {
+            options.store_cache_bytes = number::<usize>(parser, "store-cache-mb")? << 20;
+        }
         "io-threads" => options.io_threads = number::<usize>(parser, "io-threads")?.max(1),
         "max-connections" => {
             options.http.max_connections = number::<usize>(parser, "max-connections")?.max(1);

@@ -5,7 +5,7 @@ use std::process::{Command, ExitCode};
 
 use lexopt::prelude::*;
 
-use super::{Error, options};
+use super::{Error, board, options};
 use crate::config::Manifest;
 use crate::server::{self, Options};
 
@@ -43,17 +43,23 @@ fn help(text: &str) -> ExitCode {
 
 pub fn serve(mut parser: lexopt::Parser) -> Result<ExitCode, Error> {
     let mut options = Options::default();
+    let (mut chosen, mut given) = (None, Vec::new());
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(help(SERVE_HELP)),
+            Long("board") => chosen = Some(parser.value()?.string()?),
             Long(name) => {
                 let name = name.to_string();
                 if !options::server(&name, &mut parser, &mut options)? {
                     return Err(options::unknown(&name));
                 }
+                given.push(name);
             }
             _ => return Err(arg.unexpected().into()),
         }
+    }
+    if !board::apply(chosen.as_deref(), &given, &mut options)? {
+        return Ok(ExitCode::SUCCESS);
     }
     server::run(options, None)?;
     Ok(ExitCode::SUCCESS)
@@ -61,21 +67,27 @@ pub fn serve(mut parser: lexopt::Parser) -> Result<ExitCode, Error> {
 
 pub fn up(mut parser: lexopt::Parser) -> Result<ExitCode, Error> {
     let mut options = Options::default();
+    let (mut chosen, mut given) = (None, Vec::new());
     let mut build = false;
     let mut manifest = None;
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(help(UP_HELP)),
             Long("build") => build = true,
+            Long("board") => chosen = Some(parser.value()?.string()?),
             Value(path) if manifest.is_none() => manifest = Some(PathBuf::from(path)),
             Long(name) => {
                 let name = name.to_string();
                 if !options::server(&name, &mut parser, &mut options)? {
                     return Err(options::unknown(&name));
                 }
+                given.push(name);
             }
             _ => return Err(arg.unexpected().into()),
         }
+    }
+    if !board::apply(chosen.as_deref(), &given, &mut options)? {
+        return Ok(ExitCode::SUCCESS);
     }
     let manifest =
         manifest.ok_or_else(|| Error("up needs a manifest, e.g. functions/wisp.json".into()))?;
