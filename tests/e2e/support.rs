@@ -105,7 +105,7 @@ impl Server {
         let mut command = Command::new(WISP);
         command
             .arg("up")
-            .args(["--listen", "127.0.0.1:0", "--data"])
+            .args(["--board", "none", "--listen", "127.0.0.1:0", "--data"])
             .arg(dir.0.join("data"));
         command.args(args).arg(&manifest);
         Server::spawn(command, Some(dir))
@@ -116,7 +116,14 @@ impl Server {
     pub fn serve(data: &Path, args: &[&str]) -> Server {
         let mut command = Command::new(WISP);
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .args([
+                "serve",
+                "--board",
+                "none",
+                "--listen",
+                "127.0.0.1:0",
+                "--data",
+            ])
             .arg(data)
             .args(args);
         command.env("WISP_TOKEN", TOKEN);
