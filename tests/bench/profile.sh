@@ -27,7 +27,7 @@ lean) module=$root/target/bench-guest/probes/wasm32-wasip1/release/probe-lean.wa
 floor)
     module=$root/target/bench-prof/wat-1page.wasm
     mkdir -p target/bench-prof
-    cargo bench --quiet --bench invoke --target-dir target/bench -- --emit target/bench-prof >/dev/null
+    cargo bench --quiet --bench invoke --target-dir target/bench -- --emit "$root/target/bench-prof" >/dev/null
     ;;
 healthz) module= ;;
 *) die "unknown route $route (trivial, date, lean, floor or healthz)" ;;
