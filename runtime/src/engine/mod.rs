@@ -25,7 +25,8 @@ pub use run::{Invocation, Outcome, Stop};
 /// `wisp run`, where there is nothing else to interleave with.
 pub fn run_here(module: Arc<Module>, invocation: Invocation) -> Outcome {
     let deadline = Instant::now() + module.limits.timeout;
-    let slice = PoolConfig::default().slice_fuel;
+    // Not `PoolConfig::default()`: counting the cores costs syscalls on every call.
+    let slice = pool::DEFAULT_SLICE_FUEL;
     let mut step = run::Run::start(module, invocation, deadline, slice);
     loop {
         step = match step {
