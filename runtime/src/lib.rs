@@ -14,13 +14,16 @@
 //! - [`router`]: the route table, path and method to function, and per-route CORS.
 //! - [`wagi`]: the request as a CGI invocation, the CGI output as a response.
 //! - [`engine`]: compiled modules (one wasmi engine per version), the WASI preview1 subset,
-//!   per-invocation limits, and the worker pool that runs invocations in fuel slices. Knows
-//!   nothing of HTTP.
-//! - [`service`]: the handler that ties the four together.
+//!   the `wisp` key-value imports, per-invocation limits, and the worker pool that runs
+//!   invocations in fuel slices. Knows nothing of HTTP.
+//! - [`service`]: the handler that ties the four together, and swaps deploys in.
 //!
-//! Beside them: [`config`] (function configuration and the `wisp.json` manifest), [`logs`]
-//! (each function's recent log lines), [`server`] (start and stop), [`cli`] (the commands),
-//! [`board`] (server defaults sized for each class of device).
+//! Beside them: [`admin`] (the `/_wisp/` API: deploys, versions, logs, metrics, keys),
+//! [`registry`] (deployed functions and versions in the data folder, crash-safe), [`store`]
+//! (the key-value shim: one trait, the embedded redb backend with group commit, namespaces),
+//! [`metrics`] (Prometheus text), [`config`] (function configuration and the `wisp.json`
+//! manifest), [`logs`] (each function's recent log lines), [`server`] (start and stop),
+//! [`cli`] (the commands), [`board`] (server defaults sized for each class of device).
 
 pub mod admin;
 pub mod board;
