@@ -11,22 +11,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::remote::{Common, Syntax, call, parse, server_error};
+use super::remote::{Common, Syntax, call, parse, server_error, server_help};
 use super::{Error, client, table};
-
-/// The options every command that talks to a server takes (`invoke` has no token ones).
-macro_rules! server_help {
-    () => {
-        "
-Server options:
-      --server <URL>         The server [default: $WISP_SERVER, else http://127.0.0.1:8080]
-      --token <TOKEN>        The admin token [default: $WISP_TOKEN]
-      --token-file <PATH>    Read the admin token from PATH (the server's DATA/admin.token;
-                             it says where when it starts)
-  -h, --help                 Show this help
-"
-    };
-}
 
 /// The `--json` line of the commands that have it.
 macro_rules! json_help {

@@ -1,7 +1,7 @@
 //! `wisp invoke`: call a function's route like any client would (no admin token: functions
 //! must never see it) and print the response body.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use lexopt::ValueExt;
@@ -48,7 +48,7 @@ pub fn invoke(parser: lexopt::Parser) -> Result<ExitCode, Error> {
                 return Err(Error("give one --data or --data-file".into()));
             }
             "d" | "data" => body = Some(parser.value()?.string()?.into_bytes()),
-            "data-file" => body = Some(read_file(&parser.value()?.string()?)?),
+            "data-file" => body = Some(super::remote::read_file(&parser.value()?.string()?)?),
             "H" | "header" => headers.push(header(&parser.value()?.string()?)?),
             _ => return Ok(false),
         }
@@ -104,16 +104,6 @@ fn header(text: &str) -> Result<(String, String), Error> {
         return Err(bad("control characters are not allowed in a header"));
     }
     Ok((name.to_string(), value.to_string()))
-}
-
-fn read_file(path: &str) -> Result<Vec<u8>, Error> {
-    let mut bytes = Vec::new();
-    let read = match path {
-        "-" => std::io::stdin().read_to_end(&mut bytes).map(drop),
-        _ => std::fs::read(path).map(|b| bytes = b),
-    };
-    read.map_err(|e| Error(format!("cannot read {path}: {e}")))?;
-    Ok(bytes)
 }
 
 /// PATH as a request target: what may not appear in one (spaces, controls, non-ASCII, quotes)

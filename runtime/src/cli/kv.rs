@@ -2,7 +2,7 @@
 //! (`/_wisp/kv/STORE/NAMESPACE[/KEY]`, with the admin token): `ls`, `get`, `set`, `rm`.
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use lexopt::prelude::*;
@@ -10,20 +10,15 @@ use serde::Deserialize;
 
 use super::Error;
 use super::client::{self, Client, Response};
-use super::remote::{Common, Syntax, call, parse, server_error};
+use super::remote::{Common, Syntax, call, parse, server_error, server_help};
 
-/// The options every `kv` command takes.
-macro_rules! server_help {
+/// The `--store` line, then the options every command that talks to a server takes.
+macro_rules! kv_options_help {
     () => {
-        "      --store <STORE>        The store [default: default]
-
-Server options:
-      --server <URL>         The server [default: $WISP_SERVER, else http://127.0.0.1:8080]
-      --token <TOKEN>        The admin token [default: $WISP_TOKEN]
-      --token-file <PATH>    Read the admin token from PATH (the server's DATA/admin.token;
-                             it says where when it starts)
-  -h, --help                 Show this help
-"
+        concat!(
+            "      --store <STORE>        The store [default: default]\n",
+            server_help!()
+        )
     };
 }
 
@@ -56,7 +51,7 @@ Options:
       --limit <N>            At most N keys [default: all]
       --json                 Print {\"keys\": [...]} instead
 ",
-    server_help!()
+    kv_options_help!()
 );
 
 pub const GET_HELP: &str = concat!(
@@ -71,7 +66,7 @@ Arguments:
 
 Options:
 ",
-    server_help!()
+    kv_options_help!()
 );
 
 pub const SET_HELP: &str = concat!(
@@ -88,7 +83,7 @@ Arguments:
 Options:
       --file <PATH>          Take the value from PATH (- for stdin)
 ",
-    server_help!()
+    kv_options_help!()
 );
 
 pub const RM_HELP: &str = concat!(
@@ -103,7 +98,7 @@ Arguments:
 
 Options:
 ",
-    server_help!()
+    kv_options_help!()
 );
 
 /// The most keys the API gives in one answer.
@@ -331,7 +326,7 @@ pub fn set(mut parser: lexopt::Parser) -> Result<ExitCode, Error> {
         return Ok(ExitCode::SUCCESS);
     };
     let value = match &file {
-        Some(path) => read_file(path)?,
+        Some(path) => super::remote::read_file(path)?,
         None => args[2].clone().into_bytes(),
     };
     let place = Place::new(store, &args[0], Some(&args[1]))?;
@@ -361,16 +356,6 @@ fn scan_set(line: &[OsString]) -> (bool, usize) {
         }
     }
     (file, values)
-}
-
-fn read_file(path: &str) -> Result<Vec<u8>, Error> {
-    let mut bytes = Vec::new();
-    let read = match path {
-        "-" => std::io::stdin().read_to_end(&mut bytes).map(drop),
-        _ => std::fs::read(path).map(|b| bytes = b),
-    };
-    read.map_err(|e| Error(format!("cannot read {path}: {e}")))?;
-    Ok(bytes)
 }
 
 pub fn rm(parser: lexopt::Parser) -> Result<ExitCode, Error> {

@@ -1,6 +1,7 @@
 //! What the commands that talk to a server share: `--server` and the admin token, parsing
 //! their command lines, and turning the server's error answers into one line.
 
+use std::io::Read;
 use std::path::PathBuf;
 
 use lexopt::prelude::*;
@@ -201,4 +202,30 @@ pub fn call(
     serde_json::from_str::<IgnoredAny>(&text)
         .map_err(|e| Error(format!("bad response from {}: not JSON: {e}", client.url)))?;
     Ok((status, text))
+}
+
+/// The options every command that talks to a server takes (`invoke` has no token ones).
+macro_rules! server_help {
+    () => {
+        "
+Server options:
+      --server <URL>         The server [default: $WISP_SERVER, else http://127.0.0.1:8080]
+      --token <TOKEN>        The admin token [default: $WISP_TOKEN]
+      --token-file <PATH>    Read the admin token from PATH (the server's DATA/admin.token;
+                             it says where when it starts)
+  -h, --help                 Show this help
+"
+    };
+}
+pub(crate) use server_help;
+
+/// The bytes of the file at `path`, or of stdin for `-`.
+pub fn read_file(path: &str) -> Result<Vec<u8>, Error> {
+    let mut bytes = Vec::new();
+    let read = match path {
+        "-" => std::io::stdin().read_to_end(&mut bytes).map(drop),
+        _ => std::fs::read(path).map(|b| bytes = b),
+    };
+    read.map_err(|e| Error(format!("cannot read {path}: {e}")))?;
+    Ok(bytes)
 }
