@@ -83,6 +83,16 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// The byte range a guest's `(ptr, len)` names, if it lies inside its memory of `size` bytes.
+///
+/// INVARIANT: every host function reaches guest memory through this check; the arithmetic
+/// cannot overflow, so no guest value indexes outside the guest's memory.
+pub(crate) fn guest_range(size: usize, ptr: i32, len: usize) -> Option<std::ops::Range<usize>> {
+    let start = ptr as u32 as usize;
+    let end = start.checked_add(len)?;
+    (end <= size).then_some(start..end)
+}
+
 /// Why a host function stopped the guest. `Sleep` suspends it; the others end it.
 #[derive(Debug)]
 pub(crate) enum HostStop {

@@ -10,7 +10,7 @@
 
 use wasmi::{Caller, Error, Linker};
 
-use super::host::HostState;
+use super::host::{HostState, guest_range};
 use crate::store::{KvError, MAX_KEY, Scoped};
 
 pub(crate) const MODULE_NAME: &str = "wisp";
@@ -67,14 +67,8 @@ impl<'a> Call<'a> {
         Ok(Call { mem, state })
     }
 
-    // INVARIANT: every guest range goes through here, with overflow-free bounds checks.
     fn range(&self, ptr: i32, len: i32) -> Result<std::ops::Range<usize>, i32> {
-        let start = ptr as u32 as usize;
-        let end = start.checked_add(len as u32 as usize).ok_or(BAD_POINTER)?;
-        if end > self.mem.len() {
-            return Err(BAD_POINTER);
-        }
-        Ok(start..end)
+        guest_range(self.mem.len(), ptr, len as u32 as usize).ok_or(BAD_POINTER)
     }
 
     fn bytes(&self, ptr: i32, len: i32) -> Result<Vec<u8>, i32> {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmi::{Caller, Error, FuncType, Linker, Val, ValType};
 
 use super::Limit;
-use super::host::{HostState, HostStop};
+use super::host::{HostState, HostStop, guest_range};
 
 const MODULE: &str = "wasi_snapshot_preview1";
 
@@ -206,15 +206,9 @@ fn split<'a>(
     Ok(memory.data_and_store_mut(caller))
 }
 
-// INVARIANT: every access below goes through `range`, which checks `ptr + len` against the
-// memory's length with overflow-free arithmetic; a guest value can never index out of bounds.
+// INVARIANT: every access below goes through `range` (`guest_range`, as the wisp imports do).
 fn range(mem: &[u8], ptr: i32, len: usize) -> Result<std::ops::Range<usize>, Errno> {
-    let start = ptr as u32 as usize;
-    let end = start.checked_add(len).ok_or(EFAULT)?;
-    if end > mem.len() {
-        return Err(EFAULT);
-    }
-    Ok(start..end)
+    guest_range(mem.len(), ptr, len).ok_or(EFAULT)
 }
 
 fn bytes_mut(mem: &mut [u8], ptr: i32, len: usize) -> Result<&mut [u8], Errno> {
