@@ -152,12 +152,11 @@ fn metrics(service: &Service) -> Response {
     };
     let stats: Vec<_> = functions
         .iter()
-        .map(|f| (f.name().to_string(), f.stats.clone()))
+        .map(|f| (f.name().to_string(), f.stats.as_ref()))
         .collect();
-    let borrowed: Vec<_> = stats.iter().map(|(n, s)| (n.clone(), s.as_ref())).collect();
     Response::new(200)
         .header("Content-Type", "text/plain; version=0.0.4")
-        .body(metrics::render(&figures, &borrowed))
+        .body(metrics::render(&figures, &stats))
 }
 
 async fn versions(service: &Service, name: &str) -> Response {
