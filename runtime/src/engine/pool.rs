@@ -5,6 +5,11 @@
 //! between the two, so new requests start promptly while long runs keep making progress, and
 //! with a single worker a CPU-heavy function delays a short one by a slice or two, not by its
 //! whole run. Runs that sleep in `poll_oneoff` wait aside without holding a worker.
+//!
+//! Waking a thread is the expensive part of a hand-over (a `futex` call, and on an idle VM a
+//! halted vCPU to bring back), so the pool wakes a worker only when one waits and there is work
+//! it could take. A worker that finishes a step takes its next work itself; a run that used up
+//! its slice while nothing else waits goes on on the same worker instead of moving cores.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -74,6 +79,8 @@ struct Queue {
     sleeping: Vec<(Instant, Task)>,
     /// Started and not finished, including those on a worker right now.
     running: usize,
+    /// Workers waiting for work.
+    idle: usize,
     stopping: bool,
 }
 
@@ -151,8 +158,11 @@ impl Pool {
             deadline,
             reply,
         });
+        let wake = queue.idle > 0;
         drop(queue);
-        self.shared.wake.notify_one();
+        if wake {
+            self.shared.wake.notify_one();
+        }
         Ok(Ticket(answer))
     }
 
@@ -193,18 +203,27 @@ impl Shared {
                 }
                 Work::Resume(task) => (task.run.resume(self.slice()), task.reply),
             };
-            let mut queue = self.lock();
+            // The next call to `next` takes work from the queue, this run included: with
+            // nothing else waiting, a run that used up its slice comes straight back here.
             match step {
                 Step::Done(outcome) => {
-                    queue.running -= 1;
-                    // The receiver may be gone (client hung up); nothing else to tell.
+                    // The receiver may be gone (client hung up); nothing else to tell. Sent
+                    // before taking the lock: it may wake the I/O thread.
                     let _ = reply.try_send(outcome);
+                    self.lock().running -= 1;
                 }
-                Step::Yield(run) => queue.ready.push_back(Task { run, reply }),
-                Step::Sleep(run, until) => queue.sleeping.push((until, Task { run, reply })),
+                Step::Yield(run) => self.lock().ready.push_back(Task { run, reply }),
+                Step::Sleep(run, until) => {
+                    let mut queue = self.lock();
+                    queue.sleeping.push((until, Task { run, reply }));
+                    // Idle workers wait until the earliest sleeper they knew of.
+                    let wake = queue.idle > 0;
+                    drop(queue);
+                    if wake {
+                        self.wake.notify_one();
+                    }
+                }
             }
-            drop(queue);
-            self.wake.notify_one();
         }
     }
 
@@ -224,26 +243,32 @@ impl Shared {
             } else {
                 queue.ready.pop_front().map(Work::Resume)
             };
-            match work {
-                Some(Work::Start(job)) if job.reply.is_closed() => {}
+            let work = match work {
+                Some(Work::Start(job)) if job.reply.is_closed() => continue,
                 Some(Work::Start(job)) if now >= job.deadline => {
                     let limit = Limit::Timeout(job.module.limits.timeout);
                     let _ = job.reply.try_send(Outcome::stopped(Stop::Limit(limit)));
+                    continue;
                 }
                 Some(Work::Start(job)) => {
                     queue.running += 1;
-                    return Some(Work::Start(job));
+                    Work::Start(job)
                 }
-                Some(Work::Resume(task)) if task.reply.is_closed() => queue.running -= 1,
+                Some(Work::Resume(task)) if task.reply.is_closed() => {
+                    queue.running -= 1;
+                    continue;
+                }
                 Some(Work::Resume(task)) if task.run.expired(now) => {
                     queue.running -= 1;
                     let _ = task.reply.try_send(task.run.time_out());
+                    continue;
                 }
-                Some(work) => return Some(work),
+                Some(work) => work,
                 None if queue.stopping && queue.running == 0 && queue.fresh.is_empty() => {
                     return None;
                 }
                 None => {
+                    queue.idle += 1;
                     queue = match queue.sleeping.iter().map(|(at, _)| *at).min() {
                         Some(at) => {
                             let wait = at.saturating_duration_since(now);
@@ -253,14 +278,25 @@ impl Shared {
                                 .0
                         }
                         None => self.wake.wait(queue).unwrap_or_else(|e| e.into_inner()),
-                    }
+                    };
+                    queue.idle -= 1;
+                    continue;
                 }
+            };
+            // Pass the wake-up on while work is left for a waiting worker.
+            if queue.idle > 0 && queue.has_work(self.config.max_running) {
+                self.wake.notify_one();
             }
+            return Some(work);
         }
     }
 }
 
 impl Queue {
+    fn has_work(&self, max_running: usize) -> bool {
+        !self.ready.is_empty() || (!self.fresh.is_empty() && self.running < max_running)
+    }
+
     fn wake_sleepers(&mut self, now: Instant) {
         let mut i = 0;
         while i < self.sleeping.len() {

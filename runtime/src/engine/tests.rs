@@ -97,7 +97,7 @@ fn fuel_is_metered_and_sliced() {
     };
     let out = run(wat, limits);
     assert_eq!(out.result, Err(Stop::Limit(Limit::Fuel(3_000_000))));
-    // Many slices of 100,000 were spent, and no more than the budget.
+    // Several slices were spent, and no more than the budget.
     assert!(
         out.fuel_used <= 3_000_000 && out.fuel_used > 2_800_000,
         "{}",
@@ -177,6 +177,69 @@ fn a_sleeping_guest_does_not_hold_its_worker() {
     );
     assert_eq!(sleeping.wait().result, Ok(0));
     assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[test]
+fn a_long_run_yields_to_a_short_one_on_a_single_worker() {
+    let spin = r#"(module (func (export "_start") (loop $l (br $l))))"#;
+    let limits = Limits {
+        fuel: u64::MAX,
+        timeout: Duration::from_secs(30),
+        ..Limits::default()
+    };
+    let pool = Pool::new(PoolConfig {
+        workers: 1,
+        slice_fuel: 10_000,
+        ..PoolConfig::default()
+    });
+    let spinning = pool
+        .submit(compile(spin, limits), Invocation::default())
+        .unwrap();
+    let quick = compile(&writer(1, "hi", 1), Limits::default());
+    let out = wait_at_most(pool.submit(quick, Invocation::default()).unwrap());
+    assert_eq!(out.stdout, b"hi");
+    // Dropping the ticket cancels the spinning run at its next slice; dropping the pool then
+    // joins the worker, which it could not if the run went on.
+    drop(spinning);
+    drop(pool);
+}
+
+#[test]
+fn every_invocation_is_answered_when_many_arrive_at_once() {
+    // Workers sleep and wake as the queue fills and empties; a lost wake-up would leave an
+    // invocation unanswered.
+    let pool = Arc::new(Pool::new(PoolConfig {
+        workers: 2,
+        slice_fuel: 50,
+        ..PoolConfig::default()
+    }));
+    let module = compile(&writer(1, "x", 20), Limits::default());
+    let submitters: Vec<_> = (0..4)
+        .map(|_| {
+            let (pool, module) = (pool.clone(), module.clone());
+            std::thread::spawn(move || {
+                for round in 0..50 {
+                    let tickets: Vec<_> = (0..round % 7 + 1)
+                        .map(|_| pool.submit(module.clone(), Invocation::default()).unwrap())
+                        .collect();
+                    for ticket in tickets {
+                        assert_eq!(wait_at_most(ticket).stdout, [b'x'; 20]);
+                    }
+                }
+            })
+        })
+        .collect();
+    for submitter in submitters {
+        submitter.join().unwrap();
+    }
+}
+
+/// The outcome, or a test failure instead of a hang.
+fn wait_at_most(ticket: Ticket) -> Outcome {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(ticket.wait()));
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("no outcome within 60 s: the pool lost a wake-up")
 }
 
 #[test]
