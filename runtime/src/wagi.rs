@@ -6,6 +6,9 @@
 //! `Status`, `Location`, any other), a blank line, the body. See DESIGN.md, "The function
 //! contract".
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
 use crate::engine::Invocation;
 use crate::http::{Request, Response};
 
@@ -22,77 +25,70 @@ pub struct RouteInfo<'a> {
 /// (it cannot override the CGI variables: those are set first and the guest sees the first).
 pub fn invocation(request: Request, route: &RouteInfo, env: &[(String, String)]) -> Invocation {
     let (base, rest) = request.path.split_at(route.split.min(request.path.len()));
-    let mut vars: Vec<String> = Vec::with_capacity(16 + request.headers.len() + env.len());
-    let mut set = |k: &str, v: &str| vars.push(format!("{k}={v}"));
-    let host = request
-        .header("host")
-        .map(String::from_utf8_lossy)
-        .unwrap_or_default();
-    let host = if host.is_empty() {
-        request.local.to_string()
-    } else {
-        host.into_owned()
+    // One allocation per variable: this runs for every request, on the I/O thread.
+    let mut vars = Vars(Vec::with_capacity(18 + request.headers.len() + env.len()));
+    let host = match request.header("host").map(String::from_utf8_lossy) {
+        Some(host) if !host.is_empty() => host,
+        _ => Cow::Owned(request.local.to_string()),
     };
-    let (server_name, _) = host.rsplit_once(':').unwrap_or((host.as_str(), ""));
-    let full_path = if request.query.is_empty() {
-        request.path.clone()
-    } else {
-        format!("{}?{}", request.path, request.query)
-    };
-    set(
+    let (server_name, _) = host.rsplit_once(':').unwrap_or((&host, ""));
+    let path_info = percent_decode(rest, false);
+    vars.set(
         "SERVER_SOFTWARE",
-        concat!("wisp/", env!("CARGO_PKG_VERSION")),
+        &[concat!("wisp/", env!("CARGO_PKG_VERSION"))],
     );
-    set("GATEWAY_INTERFACE", "CGI/1.1");
-    set(
-        "SERVER_PROTOCOL",
-        if request.version == 0 {
-            "HTTP/1.0"
-        } else {
-            "HTTP/1.1"
-        },
+    vars.set("GATEWAY_INTERFACE", &["CGI/1.1"]);
+    let protocol = if request.version == 0 {
+        "HTTP/1.0"
+    } else {
+        "HTTP/1.1"
+    };
+    vars.set("SERVER_PROTOCOL", &[protocol]);
+    vars.set("SERVER_NAME", &[server_name]);
+    vars.display("SERVER_PORT", request.local.port());
+    vars.display("REMOTE_ADDR", request.peer.ip());
+    vars.display("REMOTE_HOST", request.peer.ip());
+    vars.set("REQUEST_METHOD", &[&request.method]);
+    vars.set("SCRIPT_NAME", &[base]);
+    vars.set("PATH_INFO", &[&path_info]);
+    vars.set("PATH_TRANSLATED", &[&path_info]);
+    vars.set("X_RAW_PATH_INFO", &[rest]);
+    vars.set("QUERY_STRING", &[&request.query]);
+    vars.set("X_MATCHED_ROUTE", &[route.pattern]);
+    let query_mark = if request.query.is_empty() { "" } else { "?" };
+    vars.set(
+        "X_FULL_URL",
+        &["http://", &host, &request.path, query_mark, &request.query],
     );
-    set("SERVER_NAME", server_name);
-    set("SERVER_PORT", &request.local.port().to_string());
-    set("REMOTE_ADDR", &request.peer.ip().to_string());
-    set("REMOTE_HOST", &request.peer.ip().to_string());
-    set("REQUEST_METHOD", &request.method);
-    set("SCRIPT_NAME", base);
-    set("PATH_INFO", &percent_decode(rest, false));
-    set("PATH_TRANSLATED", &percent_decode(rest, false));
-    set("X_RAW_PATH_INFO", rest);
-    set("QUERY_STRING", &request.query);
-    set("X_MATCHED_ROUTE", route.pattern);
-    set("X_FULL_URL", &format!("http://{host}{full_path}"));
-    set("WISP_FUNCTION", route.function);
-    set("CONTENT_LENGTH", &request.body.len().to_string());
+    vars.set("WISP_FUNCTION", &[route.function]);
+    vars.display("CONTENT_LENGTH", request.body.len());
     if let Some(ct) = request.header("content-type") {
-        set("CONTENT_TYPE", &String::from_utf8_lossy(ct));
+        vars.set("CONTENT_TYPE", &[&String::from_utf8_lossy(ct)]);
     }
     for header in &request.headers {
-        let name: String = header
-            .name
-            .chars()
-            .map(|c| {
-                if c == '-' {
-                    '_'
-                } else {
-                    c.to_ascii_uppercase()
-                }
-            })
-            .collect();
         // Never pass credentials meant for the platform, as CGI servers do not.
-        if name == "AUTHORIZATION" || name == "CONTENT_TYPE" || name == "CONTENT_LENGTH" {
+        let name = &header.name;
+        if ["authorization", "content-type", "content-length"]
+            .iter()
+            .any(|skip| name.eq_ignore_ascii_case(skip))
+        {
             continue;
         }
-        set(
-            &format!("HTTP_{name}"),
-            &String::from_utf8_lossy(&header.value),
-        );
+        let value = String::from_utf8_lossy(&header.value);
+        let mut var = String::with_capacity(6 + name.len() + value.len());
+        var.push_str("HTTP_");
+        var.extend(name.chars().map(|c| match c {
+            '-' => '_',
+            c => c.to_ascii_uppercase(),
+        }));
+        var.push('=');
+        var.push_str(&value);
+        vars.0.push(var);
     }
     for (k, v) in env {
-        set(k, v);
+        vars.set(k, &[v]);
     }
+    let vars = vars.0;
     let mut args = vec![request.path.clone()];
     args.extend(
         request
@@ -106,6 +102,29 @@ pub fn invocation(request: Request, route: &RouteInfo, env: &[(String, String)])
         env: vars,
         stdin: request.body,
         kv: None,
+    }
+}
+
+/// The environment being built, as `KEY=VALUE` strings.
+struct Vars(Vec<String>);
+
+impl Vars {
+    /// Sets `key` to the concatenation of `parts`.
+    fn set(&mut self, key: &str, parts: &[&str]) {
+        let len = key.len() + 1 + parts.iter().map(|p| p.len()).sum::<usize>();
+        let mut var = String::with_capacity(len);
+        var.push_str(key);
+        var.push('=');
+        parts.iter().for_each(|p| var.push_str(p));
+        self.0.push(var);
+    }
+
+    /// Sets `key` to a number or an address, formatted in place.
+    fn display(&mut self, key: &str, value: impl std::fmt::Display) {
+        // Room for the longest IPv6 address.
+        let mut var = String::with_capacity(key.len() + 1 + 40);
+        let _ = write!(var, "{key}={value}");
+        self.0.push(var);
     }
 }
 
