@@ -13,16 +13,13 @@
 //! For every module it prints one line:
 //!
 //! ```text
-//! invoke NAME size=BYTES pages=N compile_ms=C min_us=X median_us=Y p99_us=Z net_us=N pool_us=P
+//! invoke NAME size=BYTES pages=N compile_ms=C min_us=X median_us=Y p99_us=Z pool_us=P
 //!        fuel=F mem_kib=M iters=I
 //! ```
 //!
-//! `min_us`, `median_us` and `p99_us` time `run_here` (instantiate + run on this thread).
-//! `run_here` also asks the OS for the number of cores on every call (about 20 syscalls), which
-//! the server's worker pool does not: `net_us` is the median with that cost, timed just before
-//! each iteration, taken out: the server's instantiate + run. `pool_us` is the median through a
-//! one-worker `Pool`, as the server runs it: `net_us` plus the hand-off to the worker thread and
-//! back.
+//! `min_us`, `median_us` and `p99_us` time `run_here` (instantiate + run on this thread, as a
+//! worker runs it). `pool_us` is the median through a one-worker `Pool`, as the server runs it:
+//! instantiate + run plus the hand-off to the worker thread and back.
 //!
 //! The generated modules (hand-written WAT, via the `wat` dev-dependency) separate what an
 //! invocation pays for: `wat-1page` is the floor (one `fd_write`, one page of memory),
@@ -200,28 +197,21 @@ fn bench(name: &str, wasm: &[u8], plan: Plan) {
         warmup += 1;
     }
     let mut times = Vec::new();
-    let mut net = Vec::new();
     let started = Instant::now();
     let more = |n: usize| match plan.iters {
         Some(iters) => n < iters,
         None => n < 200_000 && (n < 20 || started.elapsed() < budget),
     };
     while more(times.len()) {
-        // What `run_here` pays on top of the server's path, timed just before it.
-        let start = Instant::now();
-        std::hint::black_box(std::thread::available_parallelism().ok());
-        let overhead = start.elapsed();
         // The clone of the request is part of what the server pays too.
         let invocation = invocation.clone();
         let start = Instant::now();
         let outcome = run_here(module.clone(), invocation);
         let took = start.elapsed();
         times.push(took);
-        net.push(took.saturating_sub(overhead));
         debug_assert!(outcome.result.is_ok());
     }
     times.sort();
-    net.sort();
     // The same through the server's worker pool (one worker): instantiate + run, plus handing
     // the invocation to a worker thread and the outcome back.
     let pool = Pool::new(PoolConfig {
@@ -247,14 +237,13 @@ fn bench(name: &str, wasm: &[u8], plan: Plan) {
     pooled.sort();
     println!(
         "invoke {name} size={} pages={} compile_ms={:.2} min_us={:.1} median_us={:.1} \
-         p99_us={:.1} net_us={:.1} pool_us={:.1} fuel={} mem_kib={} iters={}",
+         p99_us={:.1} pool_us={:.1} fuel={} mem_kib={} iters={}",
         wasm.len(),
         initial_pages(wasm).map_or("?".into(), |p| p.to_string()),
         compile_times[compile_times.len() / 2].as_secs_f64() * 1e3,
         us(times[0]),
         us(percentile(&times, 0.5)),
         us(percentile(&times, 0.99)),
-        us(percentile(&net, 0.5)),
         pooled.get(pooled.len() / 2).map_or(0.0, |d| us(*d)),
         first.fuel_used,
         first.memory_bytes / 1024,
@@ -305,21 +294,6 @@ fn main() {
         }
         return;
     }
-    // `run_here` reads `PoolConfig::default()` for its slice size, which asks the OS for the
-    // number of cores (cgroup files and sched_getaffinity: about 20 syscalls) on every call. The
-    // server's pool does not; print the cost so it can be told apart from instantiate + run.
-    let mut ap = Vec::new();
-    for _ in 0..if quick { 200 } else { 1000 } {
-        let start = Instant::now();
-        let _ = std::hint::black_box(std::thread::available_parallelism());
-        ap.push(start.elapsed());
-    }
-    ap.sort();
-    println!(
-        "overhead available_parallelism min_us={:.1} median_us={:.1}",
-        us(ap[0]),
-        us(percentile(&ap, 0.5))
-    );
     if modules.is_empty() {
         let dir =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/target/wasm32-wasip1/release");

@@ -415,8 +415,7 @@ micro() { # micro NAME FIELD: a field of the micro-benchmark's line for NAME
     awk -v n="$1" -v f="$2" '$2 == n {
         for (i = 3; i <= NF; i++) {split($i, kv, "="); if (kv[1] == f) print kv[2]}}' "$work/micro.out"
 }
-overhead=$(micro available_parallelism median_us)
-net() { micro "$1" net_us; }
+net() { micro "$1" median_us; }
 
 # http_row LABEL KEY REQUEST: one wrk run as a table row, against nginx and the native route.
 http_row() {
@@ -454,18 +453,17 @@ table() {
     echo
     echo "### 3. Per-invocation cost: instantiate + run (\`cargo bench --bench invoke\`, glibc, one thread)"
     echo
-    echo "\`run_here\` also spends about ${overhead} µs per call asking the OS for the core count;" \
-        "**net** is its median without that (timed before each call): the server's instantiate + run." \
-        "**via pool** goes through a one-worker \`Pool\` as the server does: net plus the hand-off to a" \
+    echo "\`run_here\` instantiates and runs on the calling thread, as a worker does; **via pool**" \
+        "goes through a one-worker \`Pool\` as the server does: the same plus the hand-off to a" \
         "worker thread and back."
     echo
-    echo "| module | bytes | pages | compile ms | \`run_here\` min µs | median µs | **net** µs | via pool µs | fuel per run |"
-    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "| module | bytes | pages | compile ms | \`run_here\` min µs | **median µs** | via pool µs | fuel per run |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     local name rest
     while read -r _ name rest; do
-        if [[ $rest == error=* ]]; then echo "| $name | $rest | | | | | | | |"; continue; fi
+        if [[ $rest == error=* ]]; then echo "| $name | $rest | | | | | | |"; continue; fi
         echo "| $name | $(num "$(micro "$name" size)") | $(micro "$name" pages) | $(micro "$name" compile_ms) |" \
-            "$(micro "$name" min_us) | $(micro "$name" median_us) | **$(net "$name")** | $(micro "$name" pool_us) |" \
+            "$(micro "$name" min_us) | **$(net "$name")** | $(micro "$name" pool_us) |" \
             "$(num "$(micro "$name" fuel)") |"
     done < <(grep '^invoke' "$work/micro.out")
     echo
