@@ -12,10 +12,10 @@ use std::time::Instant;
 
 use crate::admin::{self, Token};
 use crate::config::FunctionConfig;
-use crate::engine::{Busy, CompileError, Limit, Limits, Module, Outcome, Pool, Stop};
+use crate::engine::{Busy, CompileError, Limit, Limits, Module, ModuleCache, Outcome, Pool, Stop};
 use crate::http::{self, Handler, Request, Response};
 use crate::metrics::FunctionStats;
-use crate::registry::{FunctionRecord, Registry, RegistryError, VersionRecord};
+use crate::registry::{self, FunctionRecord, Registry, RegistryError, VersionRecord};
 use crate::router::{Lookup, Route, RouteError, RouteTable};
 use crate::store::{Grants, Scoped, Store, namespace};
 use crate::wagi::{self, RouteInfo};
@@ -89,6 +89,8 @@ pub struct Service {
     /// Held through a whole deploy, rollback or delete, so they never interleave.
     deploying: Mutex<()>,
     registry: Registry,
+    /// Functions and versions with the same module and limits share its compiled code.
+    modules: ModuleCache,
     store: Arc<dyn Store>,
     pool: Pool,
     defaults: Limits,
@@ -120,6 +122,7 @@ impl Service {
             stats: Mutex::new(HashMap::new()),
             deploying: Mutex::new(()),
             registry,
+            modules: ModuleCache::default(),
             store,
             pool,
             defaults,
@@ -172,7 +175,10 @@ impl Service {
     ) -> Result<(Arc<Function>, bool), DeployError> {
         config.validate().map_err(DeployError::Config)?;
         let limits = config.limits.apply(&self.defaults);
-        let module = Module::compile(wasm, limits).map_err(DeployError::Module)?;
+        let module = self
+            .modules
+            .compile(&registry::hash(wasm), wasm, limits)
+            .map_err(DeployError::Module)?;
         let _deploying = lock(&self.deploying);
         let mut functions = lock(&self.functions);
         for route in &config.routes {
@@ -267,8 +273,13 @@ impl Service {
     }
 
     fn compile_version(&self, v: &VersionRecord) -> Result<Arc<Module>, DeployError> {
+        let limits = v.config.limits.apply(&self.defaults);
+        if let Some(module) = self.modules.get(&v.hash, &limits) {
+            return Ok(module);
+        }
         let wasm = self.registry.module(&v.hash)?;
-        Module::compile(&wasm, v.config.limits.apply(&self.defaults)).map_err(DeployError::Module)
+        let module = self.modules.compile(&v.hash, &wasm, limits);
+        module.map_err(DeployError::Module)
     }
 
     /// The function that serves version `v` with its compiled `module`.

@@ -9,6 +9,7 @@ mod examples;
 mod kv;
 mod kv_cli;
 mod limits;
+mod memory;
 mod sdk;
 mod support;
 mod wire;

@@ -1,5 +1,6 @@
-//! Runs WebAssembly functions: compile once per version, a fresh instance per invocation, every
-//! invocation under its [`Limits`], on a pool of worker threads.
+//! Runs WebAssembly functions: compile once per module (shared by the versions that deploy it), a
+//! fresh instance per invocation, every invocation under its [`Limits`], on a pool of worker
+//! threads.
 //!
 //! This module knows nothing of HTTP: an [`Invocation`] is argv, environment and stdin; an
 //! [`Outcome`] is the exit status (or the [`Stop`] that ended the run), stdout and stderr.
@@ -17,7 +18,7 @@ use std::time::Instant;
 
 pub use kv::OP_FUEL as KV_OP_FUEL;
 pub use limits::{Limit, Limits};
-pub use module::{CompileError, Module};
+pub use module::{CompileError, Module, ModuleCache};
 pub use pool::{Busy, Pool, PoolConfig, Ticket};
 pub use run::{Invocation, Outcome, Stop};
 
@@ -42,5 +43,7 @@ pub fn run_here(module: Arc<Module>, invocation: Invocation) -> Outcome {
 
 #[cfg(test)]
 mod kv_tests;
+#[cfg(test)]
+mod module_tests;
 #[cfg(test)]
 mod tests;

@@ -1,17 +1,19 @@
-//! A function module, validated and compiled once per version.
+//! A function module, validated at deploy and compiled once for all the functions and versions
+//! that deploy the same bytes with the same limits.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
-use wasmi::{CompilationMode, Config, Engine, ExternType, Linker, Store};
+use wasmi::{CompilationMode, Config, CustomFuelCosts, Engine, ExternType, Linker, Store};
 
 use super::Limits;
 use super::host::{HostState, MemoryLimiter};
 use super::{Invocation, kv, wasi};
 
-/// A compiled module version and everything needed to run it: its own wasmi `Engine` (an
-/// engine keeps all code it compiled until dropped, so a version's code goes when the version
+/// A compiled module and everything needed to run it: its own wasmi `Engine` (an engine keeps
+/// all code it compiled until dropped, so the code goes when the last version using this module
 /// goes), the `Linker` built once for it, and its limits.
 pub struct Module {
     pub(crate) engine: Engine,
@@ -62,9 +64,35 @@ impl fmt::Display for CompileError {
 
 impl std::error::Error for CompileError {}
 
+/// wasmi's fuel costs, except that translating a function on its first call is free (wasmi
+/// charges 7 fuel per byte of the function's body by default, to whichever invocation calls it
+/// first). Two reasons:
+///
+/// - A run that runs out of fuel during that translation cannot be resumed: wasmi 2.0 leaves the
+///   function untranslated but returns a plain error instead of `ResumableCall::OutOfFuel`, so a
+///   run whose slice ends there fails as if it had used up its whole budget. With the default
+///   costs, a chain of twelve 5 KB functions failed so at every slice size up to 100,000, and a
+///   function over 14 KB could never run in slices of 100,000
+///   (`module_tests::lazy_translation_resumes_across_slices` guards against it).
+/// - Fuel meters an invocation's work: the same request should cost the same whether or not an
+///   earlier invocation, of this function or of another sharing its module, translated the code.
+///
+/// So an invocation is charged the same fuel as under eager translation, which was done at
+/// deploy and not charged either. The unmetered work is bounded: each function is translated at
+/// most once per module, in time linear in its size.
+const FUEL_COSTS: CustomFuelCosts = CustomFuelCosts {
+    // wasmi's default.
+    bytes_copied_per_fuel: 64,
+    fuel_per_bytes_translated: 0,
+    // Validation happens at deploy, never during a run; free in case that ever changes.
+    fuel_per_bytes_validated: 0,
+};
+
 impl Module {
-    /// Validates and compiles `wasm` eagerly: a module that is accepted here cannot fail
-    /// translation later, and its first request is as fast as the others.
+    /// Validates `wasm` and prepares it to run. Validation is eager, so a bad module is refused
+    /// here, at deploy; translation to wasmi's code is lazy, each function on its first call:
+    /// a deployed function holds code for what it runs, not for all it could run, and deploys
+    /// faster (the first call of each function pays its translation instead).
     pub fn compile(wasm: &[u8], limits: Limits) -> Result<Arc<Module>, CompileError> {
         if !wasm.starts_with(b"\0asm") {
             return Err(CompileError::NotWasm);
@@ -72,7 +100,10 @@ impl Module {
         let mut config = Config::default();
         config
             .consume_fuel(true)
-            .compilation_mode(CompilationMode::Eager)
+            .fuel_cost(FUEL_COSTS)
+            .compilation_mode(CompilationMode::LazyTranslation)
+            // Nothing here reads them, and a module built with debug info carries megabytes.
+            .ignore_custom_sections(true)
             .set_max_recursion_depth(limits.max_recursion_depth)
             // Stacks are recycled within an engine; a few cover the workers that share it.
             .set_max_cached_stacks(4);
@@ -172,4 +203,69 @@ impl fmt::Debug for Module {
             .field("limits", &self.limits)
             .finish()
     }
+}
+
+/// Compiled modules by content and limits, so that functions and versions deploying the same
+/// bytes with the same limits share one [`Module`]: its engine, its code and its linker. It holds
+/// them weakly, so a module still goes when the last version using it goes.
+#[derive(Default)]
+pub struct ModuleCache {
+    entries: Mutex<Entries>,
+}
+
+/// By the hash of the wasm bytes: the limits each is compiled with, and the module.
+type Entries = HashMap<String, Vec<(Limits, Weak<Module>)>>;
+
+impl ModuleCache {
+    /// The module of `hash` compiled with `limits`, if one is in use.
+    pub fn get(&self, hash: &str, limits: &Limits) -> Option<Arc<Module>> {
+        live(self.lock().get(hash)?, limits)
+    }
+
+    /// The module of `hash` compiled with `limits`: the one in use, or `wasm` (the bytes of
+    /// `hash`) compiled now.
+    pub fn compile(
+        &self,
+        hash: &str,
+        wasm: &[u8],
+        limits: Limits,
+    ) -> Result<Arc<Module>, CompileError> {
+        if let Some(module) = self.get(hash, &limits) {
+            return Ok(module);
+        }
+        // Not under the lock: one deploy's compilation does not hold up another's.
+        let module = Module::compile(wasm, limits)?;
+        let mut entries = self.lock();
+        // Whatever is no longer in use goes now: the cache is never much larger than the set of
+        // modules in use, however many come and go.
+        entries.retain(|_, compiled| {
+            compiled.retain(|(_, module)| module.strong_count() > 0);
+            !compiled.is_empty()
+        });
+        let compiled = entries.entry(hash.to_string()).or_default();
+        // A concurrent deploy of the same bytes may have come first: share its module.
+        if let Some(first) = live(compiled, &module.limits) {
+            return Ok(first);
+        }
+        compiled.push((module.limits.clone(), Arc::downgrade(&module)));
+        Ok(module)
+    }
+
+    /// Modules in the cache, some perhaps no longer in use.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Entries> {
+        // Nothing panics under this lock in a way that could leave the map unsound.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn live(compiled: &[(Limits, Weak<Module>)], limits: &Limits) -> Option<Arc<Module>> {
+    compiled
+        .iter()
+        .filter(|(with, _)| with == limits)
+        .find_map(|(_, module)| module.upgrade())
 }
