@@ -4,8 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use wasmi::errors::{MemoryError, TableError};
-use wasmi::{Memory, ResourceLimiter};
+use wasmi::errors::{LinkerError, MemoryError, TableError};
+use wasmi::{Caller, Error, FuncType, IntoFunc, Linker, Memory, ResourceLimiter, Val};
 use wasmi_core::LimiterError;
 
 use super::Limit;
@@ -111,3 +111,47 @@ impl fmt::Display for HostStop {
 }
 
 impl wasmi::errors::HostError for HostStop {}
+
+/// A `Linker` that takes only the host functions a module imports. A module uses a handful of
+/// the fifty-odd Wisp provides, and each definition costs its linker a few hundred bytes, kept
+/// for as long as the module is deployed.
+pub(crate) struct Imports<'a> {
+    pub linker: &'a mut Linker<HostState>,
+    pub module: &'a wasmi::Module,
+}
+
+impl Imports<'_> {
+    fn wanted(&self, module: &str, name: &str) -> bool {
+        self.module
+            .imports()
+            .any(|i| i.module() == module && i.name() == name)
+    }
+
+    pub fn func_wrap<Params, Args>(
+        &mut self,
+        module: &str,
+        name: &str,
+        func: impl IntoFunc<HostState, Params, Args>,
+    ) -> Result<(), LinkerError> {
+        if self.wanted(module, name) {
+            self.linker.func_wrap(module, name, func)?;
+        }
+        Ok(())
+    }
+
+    pub fn func_new(
+        &mut self,
+        module: &str,
+        name: &str,
+        ty: FuncType,
+        func: impl Fn(Caller<'_, HostState>, &[Val], &mut [Val]) -> Result<(), Error>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Result<(), LinkerError> {
+        if self.wanted(module, name) {
+            self.linker.func_new(module, name, ty, func)?;
+        }
+        Ok(())
+    }
+}

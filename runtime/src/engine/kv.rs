@@ -8,9 +8,10 @@
 //! Each operation costs [`OP_FUEL`]: a store operation takes real time, and fuel is what
 //! bounds a slice, so a guest looping over the store still yields and meets its deadline.
 
-use wasmi::{Caller, Error, Linker};
+use wasmi::Caller;
+use wasmi::errors::LinkerError;
 
-use super::host::{HostState, guest_range};
+use super::host::{HostState, Imports, guest_range};
 use crate::store::{KvError, MAX_KEY, Scoped};
 
 pub(crate) const MODULE_NAME: &str = "wisp";
@@ -107,7 +108,7 @@ fn write<T>(call: &mut Call, result: Result<T, KvError>) -> Result<T, i32> {
 
 type C<'a> = Caller<'a, HostState>;
 
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), Error> {
+pub(crate) fn add_to_linker(linker: &mut Imports) -> Result<(), LinkerError> {
     let m = MODULE_NAME;
     linker.func_wrap(
         m,

@@ -9,7 +9,7 @@ use std::time::Instant;
 use wasmi::{CompilationMode, Config, CustomFuelCosts, Engine, ExternType, Linker, Store};
 
 use super::Limits;
-use super::host::{HostState, MemoryLimiter};
+use super::host::{HostState, Imports, MemoryLimiter};
 use super::{Invocation, kv, wasi};
 
 /// A compiled module and everything needed to run it: its own wasmi `Engine` (an engine keeps
@@ -139,8 +139,12 @@ impl Module {
             }
         }
         let mut linker = Linker::new(&engine);
-        wasi::add_to_linker(&mut linker).expect("the WASI names are unique");
-        kv::add_to_linker(&mut linker).expect("the wisp names are unique");
+        let mut imports = Imports {
+            linker: &mut linker,
+            module: &module,
+        };
+        wasi::add_to_linker(&mut imports).expect("the WASI names are unique");
+        kv::add_to_linker(&mut imports).expect("the wisp names are unique");
         let module = Module {
             engine,
             module,

@@ -12,10 +12,11 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use wasmi::{Caller, Error, FuncType, Linker, Val, ValType};
+use wasmi::errors::LinkerError;
+use wasmi::{Caller, Error, FuncType, Val, ValType};
 
 use super::Limit;
-use super::host::{HostState, HostStop, guest_range};
+use super::host::{HostState, HostStop, Imports, guest_range};
 
 const MODULE: &str = "wasi_snapshot_preview1";
 
@@ -37,7 +38,7 @@ const RIGHT_POLL_FD_READWRITE: u64 = 1 << 27;
 const FDFLAGS_APPEND: u16 = 1;
 
 /// Adds the preview1 subset to `linker`.
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<(), Error> {
+pub(crate) fn add_to_linker(linker: &mut Imports) -> Result<(), LinkerError> {
     linker.func_wrap(
         MODULE,
         "args_sizes_get",
