@@ -22,7 +22,8 @@ pub struct FunctionLog {
 
 #[derive(Default)]
 struct Inner {
-    lines: HistoryBuf<LogLine, LOG_LINES>,
+    /// Allocated with the first line: most functions never log, and the ring is 8 KiB.
+    lines: Option<Box<HistoryBuf<LogLine, LOG_LINES>>>,
     /// Each gets every new line, rendered.
     followers: Vec<Sender<Vec<u8>>>,
 }
@@ -66,7 +67,10 @@ impl FunctionLog {
                 .followers
                 .retain(|f| !matches!(f.try_send(rendered.clone()), Err(TrySendError::Closed(_))));
         }
-        inner.lines.write(line);
+        inner
+            .lines
+            .get_or_insert_with(|| Box::new(HistoryBuf::new()))
+            .write(line);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -75,7 +79,13 @@ impl FunctionLog {
 
     /// The lines kept, oldest first.
     pub fn recent(&self) -> Vec<LogLine> {
-        self.lock().lines.oldest_ordered().cloned().collect()
+        let inner = self.lock();
+        inner
+            .lines
+            .iter()
+            .flat_map(|l| l.oldest_ordered())
+            .cloned()
+            .collect()
     }
 
     /// The lines kept, then every line from now on, rendered; the stream ends when the log
@@ -83,7 +93,12 @@ impl FunctionLog {
     pub fn follow(&self) -> Receiver<Vec<u8>> {
         let (sender, receiver) = smol::channel::bounded(FOLLOW_BACKLOG);
         let mut inner = self.lock();
-        let recent: String = inner.lines.oldest_ordered().map(LogLine::render).collect();
+        let recent: String = inner
+            .lines
+            .iter()
+            .flat_map(|l| l.oldest_ordered())
+            .map(LogLine::render)
+            .collect();
         if !recent.is_empty() {
             sender
                 .try_send(recent.into_bytes())
