@@ -175,9 +175,12 @@ impl Service {
     ) -> Result<(Arc<Function>, bool), DeployError> {
         config.validate().map_err(DeployError::Config)?;
         let limits = config.limits.apply(&self.defaults);
+        // Hashed once, for the module cache and the registry: on a board without SHA
+        // instructions a large module takes milliseconds.
+        let hash = registry::hash(wasm);
         let module = self
             .modules
-            .compile(&registry::hash(wasm), wasm, limits)
+            .compile(&hash, wasm, limits)
             .map_err(DeployError::Module)?;
         let _deploying = lock(&self.deploying);
         let mut functions = lock(&self.functions);
@@ -193,7 +196,7 @@ impl Service {
                 });
             }
         }
-        let (record, created) = self.registry.add_version(config, wasm)?;
+        let (record, created) = self.registry.add_version(config, wasm, hash)?;
         let function = self.serving(record.active(), module);
         let (candidate, table) = self.with(&functions, &function)?;
         self.publish(&mut functions, candidate, table, &function);

@@ -162,15 +162,17 @@ impl Registry {
         Ok(self.modules.get(hash)?)
     }
 
-    /// Stores `wasm` and records it as a new version of `config.name`, made active. Returns the
-    /// record and whether the function is new. Durable when it returns.
+    /// Stores `wasm`, whose [`hash`] is `hash`, and records it as a new version of
+    /// `config.name`, made active. Returns the record and whether the function is new. Durable
+    /// when it returns.
     pub fn add_version(
         &self,
         config: FunctionConfig,
         wasm: &[u8],
+        hash: String,
     ) -> Result<(FunctionRecord, bool), RegistryError> {
         let _writer = self.lock();
-        let hash = self.modules.put(wasm)?;
+        self.modules.put(wasm, &hash)?;
         let size = wasm.len() as u64;
         self.update(&config.name.clone(), |record| {
             let created = record.is_none();

@@ -37,12 +37,13 @@ impl ModuleStore {
         self.dir.join(format!("{hash}.wasm"))
     }
 
-    /// Stores `bytes` durably and returns their hash. Storing the same bytes twice is a no-op.
-    pub fn put(&self, bytes: &[u8]) -> io::Result<String> {
-        let hash = hash(bytes);
-        let path = self.path(&hash);
+    /// Stores `bytes`, whose [`hash`] is `hash`, durably. Storing the same bytes twice is a
+    /// no-op.
+    pub fn put(&self, bytes: &[u8], hash: &str) -> io::Result<()> {
+        debug_assert_eq!(hash, self::hash(bytes));
+        let path = self.path(hash);
         if path.exists() {
-            return Ok(hash);
+            return Ok(());
         }
         let tmp = self.dir.join(format!(".{hash}.tmp"));
         let mut file = File::create(&tmp)?;
@@ -51,7 +52,7 @@ impl ModuleStore {
         drop(file);
         fs::rename(&tmp, &path)?;
         sync_dir(&self.dir)?;
-        Ok(hash)
+        Ok(())
     }
 
     pub fn get(&self, hash: &str) -> io::Result<Vec<u8>> {
@@ -96,9 +97,14 @@ mod tests {
     fn put_get_and_retain() {
         let dir = std::env::temp_dir().join(format!("wisp-modules-{}", std::process::id()));
         let store = ModuleStore::open(dir.clone()).unwrap();
-        let a = store.put(b"\0asm one").unwrap();
-        let b = store.put(b"\0asm two").unwrap();
-        assert_eq!(store.put(b"\0asm one").unwrap(), a);
+        let put = |bytes: &[u8]| {
+            let hash = hash(bytes);
+            store.put(bytes, &hash).unwrap();
+            hash
+        };
+        let a = put(b"\0asm one");
+        let b = put(b"\0asm two");
+        assert_eq!(put(b"\0asm one"), a);
         assert_eq!(store.get(&a).unwrap(), b"\0asm one");
         assert!(store.get("../../etc/passwd").is_err());
         std::fs::write(dir.join(".x.tmp"), b"half").unwrap();

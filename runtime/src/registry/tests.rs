@@ -19,12 +19,12 @@ fn versions_are_recorded_and_survive_reopening() {
     {
         let registry = Registry::open(&dir).unwrap();
         let (record, created) = registry
-            .add_version(config("a", "/a"), b"\0asm v1")
+            .add_version(config("a", "/a"), b"\0asm v1", hash(b"\0asm v1"))
             .unwrap();
         assert!(created);
         assert_eq!(record.active, 1);
         let (record, created) = registry
-            .add_version(config("a", "/a2"), b"\0asm v2")
+            .add_version(config("a", "/a2"), b"\0asm v2", hash(b"\0asm v2"))
             .unwrap();
         assert!(!created);
         assert_eq!(record.active, 2);
@@ -45,8 +45,9 @@ fn old_versions_and_their_files_go() {
     let dir = temp();
     let registry = Registry::open(&dir).unwrap();
     for i in 0..KEEP_VERSIONS + 5 {
+        let wasm = format!("\0asm {i}");
         registry
-            .add_version(config("a", "/a"), format!("\0asm {i}").as_bytes())
+            .add_version(config("a", "/a"), wasm.as_bytes(), hash(wasm.as_bytes()))
             .unwrap();
     }
     let record = registry.get("a").unwrap().unwrap();
@@ -65,10 +66,10 @@ fn a_rolled_back_version_ages_out_like_any_other() {
     let dir = temp();
     let registry = Registry::open(&dir).unwrap();
     registry
-        .add_version(config("a", "/a"), b"\0asm first")
+        .add_version(config("a", "/a"), b"\0asm first", hash(b"\0asm first"))
         .unwrap();
     registry
-        .add_version(config("a", "/a"), b"\0asm second")
+        .add_version(config("a", "/a"), b"\0asm second", hash(b"\0asm second"))
         .unwrap();
     let record = registry.set_active("a", 1).unwrap().unwrap();
     assert_eq!(
@@ -76,8 +77,9 @@ fn a_rolled_back_version_ages_out_like_any_other() {
         b"\0asm first"
     );
     for i in 0..KEEP_VERSIONS {
+        let wasm = format!("\0asm {i}");
         registry
-            .add_version(config("a", "/a"), format!("\0asm {i}").as_bytes())
+            .add_version(config("a", "/a"), wasm.as_bytes(), hash(wasm.as_bytes()))
             .unwrap();
     }
     assert!(registry.set_active("a", 1).unwrap().is_none());
