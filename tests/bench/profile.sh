@@ -5,6 +5,7 @@
 # per request.
 #
 #   tests/bench/profile.sh [trivial|date|lean|floor|healthz] [SECONDS]
+#   TARGET=x86_64-unknown-linux-musl tests/bench/profile.sh ...   # the static binary
 #
 # trivial and date are the SDK examples, lean is tests/bench/cpu's probe-lean (the same answer
 # without the SDK), floor a one-page WAT module that only writes its answer (the runtime's own
@@ -36,8 +37,8 @@ esac
 
 say "building wisp with symbols into target/bench-prof"
 CARGO_PROFILE_RELEASE_STRIP=false CARGO_PROFILE_RELEASE_DEBUG=line-tables-only \
-    cargo build --release --quiet --target-dir target/bench-prof
-bin=$root/target/bench-prof/release/wisp
+    cargo build --release --quiet --target-dir target/bench-prof ${TARGET:+--target "$TARGET"}
+bin=$root/target/bench-prof/${TARGET:+$TARGET/}release/wisp
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/wisp-profile.XXXXXX")
 pid=
