@@ -346,8 +346,8 @@ fn main() {
         .map(String::from)
         .to_vec();
     }
-    // As Wisp configures it: fuel metering, and eager compilation (lazily translated functions
-    // would be charged their translation on first call).
+    // Fuel as Wisp charges it: Wisp translates lazily but charges translation nothing, which
+    // is what eager compilation charges a run.
     let mut config = Config::default();
     config
         .consume_fuel(true)
