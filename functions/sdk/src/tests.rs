@@ -1,4 +1,7 @@
 use super::*;
+use crate::request::{Lookup, LookupList, percent_decode, read_body};
+use crate::response::without_line_breaks;
+use std::io::{self, Read};
 
 fn request(env: &[(&str, &str)]) -> Request {
     Request::new(
