@@ -207,10 +207,11 @@ impl Shared {
             // nothing else waiting, a run that used up its slice comes straight back here.
             match step {
                 Step::Done(outcome) => {
-                    // The receiver may be gone (client hung up); nothing else to tell. Sent
-                    // before taking the lock: it may wake the I/O thread.
-                    let _ = reply.try_send(outcome);
+                    // Counted out before the outcome goes: whoever receives it may drop the
+                    // pool at once. Sent outside the lock, as it may wake the I/O thread; the
+                    // receiver may be gone (client hung up), and then there is no one to tell.
                     self.lock().running -= 1;
+                    let _ = reply.try_send(outcome);
                 }
                 Step::Yield(run) => self.lock().ready.push_back(Task { run, reply }),
                 Step::Sleep(run, until) => {
@@ -265,6 +266,8 @@ impl Shared {
                 }
                 Some(work) => work,
                 None if queue.stopping && queue.running == 0 && queue.fresh.is_empty() => {
+                    // The others may be waiting for the run that just ended: they stop too.
+                    self.wake.notify_all();
                     return None;
                 }
                 None => {

@@ -234,6 +234,33 @@ fn every_invocation_is_answered_when_many_arrive_at_once() {
     }
 }
 
+#[test]
+fn dropping_the_pool_right_after_the_last_outcome_joins_every_worker() {
+    // The last outcome can reach its receiver a moment before its worker has done with it; the
+    // pool dropped in that moment must still stop every worker, not leave some waiting.
+    let module = compile(&writer(1, "x", 1), Limits::default());
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for _ in 0..300 {
+            let pool = Pool::new(PoolConfig {
+                workers: 4,
+                ..PoolConfig::default()
+            });
+            let tickets: Vec<_> = (0..8)
+                .map(|_| pool.submit(module.clone(), Invocation::default()).unwrap())
+                .collect();
+            tickets
+                .into_iter()
+                .for_each(|t| assert_eq!(t.wait().stdout, b"x"));
+            drop(pool);
+        }
+        done.send(()).unwrap();
+    });
+    finished
+        .recv_timeout(Duration::from_secs(120))
+        .expect("a dropped pool did not join its workers within 120 s");
+}
+
 /// The outcome, or a test failure instead of a hang.
 fn wait_at_most(ticket: Ticket) -> Outcome {
     let (tx, rx) = std::sync::mpsc::channel();
