@@ -464,29 +464,3 @@ fn the_first_start_creates_a_private_token_file() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 }
-
-#[test]
-fn redeploying_500_times_does_not_grow_memory() {
-    let data = TempDir::new();
-    let server = Server::serve(&data.0, &[]);
-    let wasm = std::fs::read(module("date")).unwrap();
-    let mut samples = Vec::new();
-    for i in 1..=500 {
-        let reply = server.admin("PUT", "/_wisp/functions/date?route=/api/date", &wasm);
-        assert!(reply.status == 200 || reply.status == 201);
-        if i % 10 == 0 {
-            assert_eq!(server.get("/api/date").status, 200);
-        }
-        if i % 100 == 0 {
-            samples.push((i, server.rss_kib()));
-        }
-    }
-    eprintln!("RSS (KiB) after n redeploys: {samples:?}");
-    let (first, last) = (samples[0].1, samples[samples.len() - 1].1);
-    // Each version brings a wasmi engine with the module's compiled code: a leak of one per
-    // deploy would add tens of MiB over 400 deploys. Allow for allocator noise only.
-    assert!(
-        last < first + 8 * 1024,
-        "RSS grew from {first} KiB to {last} KiB"
-    );
-}
