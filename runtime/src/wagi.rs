@@ -46,8 +46,11 @@ pub fn invocation(request: Request, route: &RouteInfo, env: &[(String, String)])
     vars.set("SERVER_PROTOCOL", &[protocol]);
     vars.set("SERVER_NAME", &[server_name]);
     vars.display("SERVER_PORT", request.local.port());
-    vars.display("REMOTE_ADDR", request.peer.ip());
-    vars.display("REMOTE_HOST", request.peer.ip());
+    // Formatted once for both variables; 45 bytes hold any IPv6 address.
+    let mut peer = heapless::String::<45>::new();
+    let _ = write!(peer, "{}", request.peer.ip());
+    vars.set("REMOTE_ADDR", &[&peer]);
+    vars.set("REMOTE_HOST", &[&peer]);
     vars.set("REQUEST_METHOD", &[&request.method]);
     vars.set("SCRIPT_NAME", &[base]);
     vars.set("PATH_INFO", &[&path_info]);
