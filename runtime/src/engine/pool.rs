@@ -158,11 +158,7 @@ impl Pool {
             deadline,
             reply,
         });
-        let wake = queue.idle > 0;
-        drop(queue);
-        if wake {
-            self.shared.wake.notify_one();
-        }
+        self.shared.unlock_and_wake(queue);
         Ok(Ticket(answer))
     }
 
@@ -218,13 +214,18 @@ impl Shared {
                     let mut queue = self.lock();
                     queue.sleeping.push((until, Task { run, reply }));
                     // Idle workers wait until the earliest sleeper they knew of.
-                    let wake = queue.idle > 0;
-                    drop(queue);
-                    if wake {
-                        self.wake.notify_one();
-                    }
+                    self.unlock_and_wake(queue);
                 }
             }
+        }
+    }
+
+    /// Lets go of the queue after adding to it, waking a worker if one waits.
+    fn unlock_and_wake(&self, queue: MutexGuard<'_, Queue>) {
+        let wake = queue.idle > 0;
+        drop(queue);
+        if wake {
+            self.wake.notify_one();
         }
     }
 
