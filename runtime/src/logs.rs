@@ -28,6 +28,12 @@ struct Inner {
     followers: Vec<Sender<Vec<u8>>>,
 }
 
+impl Inner {
+    fn oldest_first(&self) -> impl Iterator<Item = &LogLine> {
+        self.lines.iter().flat_map(|lines| lines.oldest_ordered())
+    }
+}
+
 /// A log line with the time it was written, in milliseconds since the epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
@@ -79,13 +85,7 @@ impl FunctionLog {
 
     /// The lines kept, oldest first.
     pub fn recent(&self) -> Vec<LogLine> {
-        let inner = self.lock();
-        inner
-            .lines
-            .iter()
-            .flat_map(|l| l.oldest_ordered())
-            .cloned()
-            .collect()
+        self.lock().oldest_first().cloned().collect()
     }
 
     /// The lines kept, then every line from now on, rendered; the stream ends when the log
@@ -93,12 +93,7 @@ impl FunctionLog {
     pub fn follow(&self) -> Receiver<Vec<u8>> {
         let (sender, receiver) = smol::channel::bounded(FOLLOW_BACKLOG);
         let mut inner = self.lock();
-        let recent: String = inner
-            .lines
-            .iter()
-            .flat_map(|l| l.oldest_ordered())
-            .map(LogLine::render)
-            .collect();
+        let recent: String = inner.oldest_first().map(LogLine::render).collect();
         if !recent.is_empty() {
             sender
                 .try_send(recent.into_bytes())
