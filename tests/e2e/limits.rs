@@ -51,7 +51,8 @@ fn an_endless_loop_runs_out_of_fuel() {
 
 #[test]
 fn an_endless_loop_meets_its_deadline() {
-    let server = limited(&["--timeout-ms", "300"]);
+    // Fuel enough for seconds of spinning: the deadline, not the fuel, must stop it.
+    let server = limited(&["--timeout-ms", "300", "--fuel", SPIN_FUEL]);
     let started = Instant::now();
     let reply = hostile_beside_normal(&server, "/hostile/loop");
     assert_eq!(reply.status, 504);
