@@ -10,7 +10,7 @@ fi
 cargo build --release --quiet
 hello-c/build.sh
 
-for name in date weather hello-c trivial hostile counter; do
+for name in date weather hello-c trivial hostile counter checkout payment heartbeat audit events; do
     module="target/wasm32-wasip1/release/$name.wasm"
     printf '%8d  %s\n' "$(wc -c <"$module")" "$PWD/$module"
 done

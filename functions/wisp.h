@@ -1,6 +1,7 @@
 /*
  * wisp.h: the Wisp host's imports for functions written in C (or anything that can use a C
- * header), for clang's wasm32 targets. See "Key-value store ABI" in functions/README.md.
+ * header), for clang's wasm32 targets: the key-value store and topics. See "Host ABI" in
+ * functions/README.md.
  *
  * The key-value store: named stores of byte keys (1 to 1024 bytes) and byte values (at most
  * 1 MiB). The host keeps every key in the calling function's own namespace of the store (or
@@ -9,9 +10,14 @@
  * it says otherwise. Every operation is atomic, and a write is durable before the HTTP
  * response that follows it is sent.
  *
- * Each function returns a non-negative result, or one of the negative WISP_KV_* error codes
- * below. Pointers and lengths are 32-bit on wasm32; a pointer/length pair outside the module's
- * memory fails with WISP_KV_BAD_POINTER and touches nothing.
+ * Topics: wisp_publish sends a message to every function subscribed to a topic, if the
+ * invocation that publishes it succeeds. The comment before WISP_KV_NOT_FOUND lists the
+ * environment variables that tell a function which event (message, timer tick, key change)
+ * invoked it.
+ *
+ * Each function returns a non-negative result, or one of the negative error codes below.
+ * Pointers and lengths are 32-bit on wasm32; a pointer/length pair outside the module's
+ * memory fails with WISP_BAD_POINTER (WISP_KV_BAD_POINTER) and touches nothing.
  *
  *     #include "wisp.h"
  *
@@ -35,7 +41,37 @@ extern "C" {
 #define WISP_IMPORT(name)
 #endif
 
-/* Error codes: every function returns one of these (negative) when it fails. */
+/*
+ * Events. Besides HTTP requests, the host invokes a function for messages on the topics it
+ * subscribes to ("topics" in its configuration), for the ticks of its timers ("timers") and
+ * for changes to the keys it watches ("watch"). Each arrives as an HTTP request would: the
+ * payload on stdin, REQUEST_METHOD=POST, CONTENT_LENGTH, SERVER_PROTOCOL=HTTP/1.1, empty
+ * SCRIPT_NAME, PATH_INFO and QUERY_STRING, WISP_FUNCTION and the function's own env, plus:
+ *
+ *   WISP_TRIGGER          topic, timer or kv; not set for an HTTP request
+ *   topic:  WISP_TOPIC         the topic's name
+ *           WISP_MESSAGE_ID    an opaque id, the same for every subscriber and every delivery
+ *           WISP_ATTEMPT       1 on the first delivery, 2 on the first retry, ...
+ *           stdin: the message
+ *   timer:  WISP_TIMER         the schedule as the configuration writes it ("every 10s")
+ *           WISP_SCHEDULED_AT  when the tick was due: ms since the Unix epoch, in decimal
+ *           stdin: empty
+ *   kv:     WISP_KV_STORE      the store's name
+ *           WISP_KV_KEY        the key, as the function names it in that store
+ *           WISP_KV_KEY_ENCODING  "percent" only when the key is not UTF-8 or holds a NUL:
+ *                              then WISP_KV_KEY has every byte of the key as %XX
+ *           WISP_KV_OP         set or delete
+ *           stdin: the new value (empty for a delete)
+ *
+ * An event succeeds when the function exits with status 0 and writes no CGI "Status:" of 400
+ * or more (writing nothing at all is fine). Otherwise it failed, and the host retries topic
+ * messages and key changes with a backoff, then keeps them as dead letters.
+ */
+
+/*
+ * Error codes: every function returns one of these (negative) when it fails. The key-value
+ * functions return -1 to -9; wisp_publish returns -5 and -9 to -12.
+ */
 #define WISP_KV_NOT_FOUND (-1)        /* wisp_kv_get: there is no such key */
 #define WISP_KV_NO_SUCH_STORE (-2)    /* the function's configuration does not grant the store */
 #define WISP_KV_INVALID_KEY (-3)      /* the key is empty or longer than WISP_KV_MAX_KEY bytes */
@@ -44,10 +80,23 @@ extern "C" {
 #define WISP_KV_NOT_A_NUMBER (-6)     /* increment: not a decimal int64, or it would overflow */
 #define WISP_KV_BUFFER_TOO_SMALL (-7) /* wisp_kv_list: the next key does not fit in buf at all */
 #define WISP_KV_STORE_FAILED (-8)     /* the store failed (an I/O error); a write did not happen */
+#define WISP_QUEUE_FULL (-9)          /* a queue is full: a subscriber or watcher is too far behind;
+                                         the write or message did not happen: try later */
+#define WISP_NOT_ALLOWED (-10)        /* wisp_publish: the topic is not in "publish", or invalid */
+#define WISP_MESSAGE_TOO_LARGE (-11)  /* wisp_publish: the message is over WISP_MAX_MESSAGE bytes */
+#define WISP_TOO_MANY_MESSAGES (-12)  /* wisp_publish: over WISP_MAX_MESSAGES messages or
+                                         WISP_MAX_PUBLISHED bytes in all in this invocation */
+#define WISP_KV_QUEUE_FULL WISP_QUEUE_FULL /* a kv write: a watcher of the key is too far behind */
+#define WISP_BAD_POINTER WISP_KV_BAD_POINTER
 
 /* The longest key and the largest value, in bytes. */
 #define WISP_KV_MAX_KEY 1024
 #define WISP_KV_MAX_VALUE (1024 * 1024)
+
+/* The largest message, and the most messages and payload bytes one invocation publishes. */
+#define WISP_MAX_MESSAGE (128 * 1024)
+#define WISP_MAX_MESSAGES 256
+#define WISP_MAX_PUBLISHED (1024 * 1024)
 
 /* The length to pass as `expected_len` or `new_len` of wisp_kv_compare_and_swap for "none". */
 #define WISP_KV_ABSENT (-1)
@@ -55,6 +104,7 @@ extern "C" {
 /* A string literal as the (pointer, length) pair the functions take, without its NUL:
  * wisp_kv_get(WISP_KV_STR("default"), WISP_KV_STR("greeting"), buf, sizeof buf). */
 #define WISP_KV_STR(literal) (literal), (sizeof(literal) - 1)
+#define WISP_STR(literal) WISP_KV_STR(literal)
 
 /*
  * Reads the value of `key` in `store`. Returns the value's full length and copies
@@ -65,7 +115,11 @@ WISP_IMPORT("kv_get")
 int32_t wisp_kv_get(const char *store, size_t store_len, const void *key, size_t key_len,
                     void *buf, size_t buf_len);
 
-/* Sets `key` to the `value_len` bytes at `value`, creating or replacing it. 0 on success. */
+/*
+ * Sets `key` to the `value_len` bytes at `value`, creating or replacing it. 0 on success. Like
+ * every write (wisp_kv_delete, wisp_kv_increment, wisp_kv_compare_and_swap), it fails with
+ * WISP_KV_QUEUE_FULL, and does nothing, when a function watching the key is too far behind.
+ */
 WISP_IMPORT("kv_set")
 int32_t wisp_kv_set(const char *store, size_t store_len, const void *key, size_t key_len,
                     const void *value, size_t value_len);
@@ -135,8 +189,24 @@ static inline void wisp_kv_list_next(const uint8_t **cursor, const uint8_t **key
     *cursor = p + 4 + *key_len;
 }
 
-/* A short English description of a WISP_KV_* error code, for logs. */
-static inline const char *wisp_kv_strerror(int32_t code) {
+/*
+ * Publishes the `payload_len` bytes at `payload` on `topic` (1 to 63 of a-z, 0-9 and '-',
+ * starting with a letter or digit, and listed in the function's "publish" configuration).
+ * 0: the message is in this invocation's outbox, which the host commits, together with the
+ * invocation's other writes, only if the invocation succeeds, and then delivers to every
+ * subscriber of the topic; a trap, a limit, a non-zero exit or a failure status publishes
+ * nothing. Errors: WISP_BAD_POINTER, WISP_QUEUE_FULL (a subscriber is too far behind: back off,
+ * or fail the request), WISP_NOT_ALLOWED, WISP_MESSAGE_TOO_LARGE, WISP_TOO_MANY_MESSAGES.
+ *
+ *     if (wisp_publish(WISP_STR("orders"), body, body_len) < 0)
+ *         ... answer "Status: 503" ...
+ */
+WISP_IMPORT("publish")
+int32_t wisp_publish(const char *topic, size_t topic_len, const void *payload,
+                     size_t payload_len);
+
+/* A short English description of any error code above, for logs. */
+static inline const char *wisp_strerror(int32_t code) {
     switch (code) {
     case WISP_KV_NOT_FOUND: return "no such key";
     case WISP_KV_NO_SUCH_STORE: return "the store is not granted to this function";
@@ -146,9 +216,16 @@ static inline const char *wisp_kv_strerror(int32_t code) {
     case WISP_KV_NOT_A_NUMBER: return "the value is not a decimal int64, or it would overflow";
     case WISP_KV_BUFFER_TOO_SMALL: return "the buffer cannot hold the next key";
     case WISP_KV_STORE_FAILED: return "the store failed; the write did not happen";
+    case WISP_QUEUE_FULL: return "a queue is full: a subscriber or watcher is too far behind";
+    case WISP_NOT_ALLOWED: return "the topic is not in this function's publish list, or invalid";
+    case WISP_MESSAGE_TOO_LARGE: return "message too large: a message is at most 131072 bytes";
+    case WISP_TOO_MANY_MESSAGES: return "too many messages published by this invocation";
     default: return code >= 0 ? "no error" : "unknown error";
     }
 }
+
+/* The same as wisp_strerror, by its older name. */
+static inline const char *wisp_kv_strerror(int32_t code) { return wisp_strerror(code); }
 
 #ifdef __cplusplus
 }

@@ -14,23 +14,32 @@
 //! - [`router`]: the route table, path and method to function, and per-route CORS.
 //! - [`wagi`]: the request as a CGI invocation, the CGI output as a response.
 //! - [`engine`]: compiled modules (one wasmi engine per version), the WASI preview1 subset,
-//!   the `wisp` key-value imports, per-invocation limits, and the worker pool that runs
-//!   invocations in fuel slices. Knows nothing of HTTP.
-//! - [`service`]: the handler that ties the four together, and swaps deploys in.
+//!   the `wisp` imports (key-value store, `publish`), per-invocation limits, and the worker
+//!   pool that runs invocations in fuel slices. Knows nothing of HTTP.
+//! - [`invoke`]: the one invocation path every trigger shares: run, read the output, commit
+//!   what was published with the trigger's acknowledgement, make it durable, log and count.
+//! - [`triggers`]: each kind of event as an invocation: HTTP routes (and `Prefer:
+//!   respond-async`), the dispatchers of durable queues (topics, key-value watches,
+//!   asynchronous calls), timers.
+//! - [`service`]: the handler behind the front end: health, call results, admin, routes.
 //!
-//! Beside them: [`admin`] (the `/_wisp/` API: deploys, versions, logs, metrics, keys),
+//! Beside them: [`deployed`] (the deployed set and the operations that change it), [`admin`]
+//! (the `/_wisp/` API: deploys, versions, logs, metrics, keys, topics, dead letters),
 //! [`registry`] (deployed functions and versions in the data folder, crash-safe), [`store`]
-//! (the key-value shim: one trait, the embedded redb backend with group commit, namespaces),
-//! [`metrics`] (Prometheus text), [`config`] (function configuration and the `wisp.json`
-//! manifest), [`logs`] (each function's recent log lines), [`server`] (start and stop),
-//! [`cli`] (the commands), [`board`] (server defaults sized for each class of device).
+//! (the backend: the key-value shim and the durable queues, one trait each, the embedded redb
+//! backend with group commit, namespaces), [`topics`] (which queues each topic feeds, and the
+//! depth caps), [`metrics`] (Prometheus text), [`config`] (function configuration and the
+//! `wisp.json` manifest), [`logs`] (each function's recent log lines), [`server`] (start and
+//! stop), [`cli`] (the commands), [`board`] (server defaults sized for each class of device).
 
 pub mod admin;
 pub mod board;
 pub mod cli;
 pub mod config;
+pub mod deployed;
 pub mod engine;
 pub mod http;
+pub mod invoke;
 pub mod logs;
 pub mod metrics;
 pub mod registry;
@@ -38,4 +47,6 @@ pub mod router;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod topics;
+pub mod triggers;
 pub mod wagi;

@@ -49,6 +49,68 @@ impl FunctionStats {
     }
 }
 
+/// Upper bounds of the publish-to-delivery latency buckets, in seconds: messages wait for
+/// retries and backoff, so the buckets reach further than the invocations'.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5, 10.0, 60.0, 600.0,
+];
+
+/// What is known of one queue's deliveries: a topic's subscriber, a watcher, or a function's
+/// asynchronous calls.
+#[derive(Default)]
+pub struct QueueStats {
+    /// Deliveries that succeeded.
+    pub delivered: AtomicU64,
+    /// Deliveries that failed and were scheduled again.
+    pub retried: AtomicU64,
+    /// Messages that used up their attempts.
+    pub dead_lettered: AtomicU64,
+    /// Deliveries running now.
+    pub in_flight: AtomicU64,
+    /// From push to the end of the successful delivery: cumulative counts per bucket, `+Inf`.
+    latency: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    latency_ms: AtomicU64,
+}
+
+impl QueueStats {
+    pub fn delivered_after(&self, latency: Duration) {
+        self.delivered.fetch_add(1, Relaxed);
+        let seconds = latency.as_secs_f64();
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|b| seconds <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.latency[bucket].fetch_add(1, Relaxed);
+        self.latency_ms
+            .fetch_add(latency.as_millis() as u64, Relaxed);
+    }
+}
+
+/// What is known of one timer.
+#[derive(Default)]
+pub struct TimerStats {
+    /// Ticks it ran for.
+    pub runs: AtomicU64,
+    /// Ticks skipped because the previous run had not finished.
+    pub skipped: AtomicU64,
+}
+
+/// One queue's figures for a scrape: labels, counts from the backend, and its stats.
+pub struct QueueFigures<'a> {
+    pub function: &'a str,
+    pub source: String,
+    pub depth: u64,
+    pub dead: u64,
+    pub stats: &'a QueueStats,
+}
+
+/// One timer's figures for a scrape.
+pub struct TimerFigures<'a> {
+    pub function: &'a str,
+    pub timer: &'a str,
+    pub stats: &'a TimerStats,
+}
+
 /// Server-wide figures at the moment of a scrape.
 pub struct ServerFigures {
     pub open_connections: u64,
@@ -180,6 +242,120 @@ pub fn render(server: &ServerFigures, functions: &[(String, &FunctionStats)]) ->
             let _ = writeln!(out, "{metric}{{function=\"{name}\"}} {}", value(stats));
         }
     }
+    out
+}
+
+/// The Prometheus text of the event triggers: queues (topics' subscribers, watchers,
+/// asynchronous calls) and timers.
+pub fn render_events(queues: &[QueueFigures], timers: &[TimerFigures], unrouted: u64) -> String {
+    let mut out = String::new();
+    type Figure = fn(&QueueFigures) -> u64;
+    let per_queue: [(&str, &str, &str, Figure); 6] = [
+        (
+            "wisp_queue_depth",
+            "gauge",
+            "Messages waiting or being delivered.",
+            |q| q.depth,
+        ),
+        (
+            "wisp_queue_in_flight",
+            "gauge",
+            "Deliveries running now.",
+            |q| q.stats.in_flight.load(Relaxed),
+        ),
+        (
+            "wisp_queue_dead_letters",
+            "gauge",
+            "Dead letters kept.",
+            |q| q.dead,
+        ),
+        (
+            "wisp_deliveries_total",
+            "counter",
+            "Deliveries that succeeded.",
+            |q| q.stats.delivered.load(Relaxed),
+        ),
+        (
+            "wisp_delivery_retries_total",
+            "counter",
+            "Failed deliveries tried again later.",
+            |q| q.stats.retried.load(Relaxed),
+        ),
+        (
+            "wisp_dead_lettered_total",
+            "counter",
+            "Messages that used up their attempts.",
+            |q| q.stats.dead_lettered.load(Relaxed),
+        ),
+    ];
+    for (metric, kind, help, value) in per_queue {
+        family(&mut out, metric, kind, help);
+        for q in queues {
+            let _ = writeln!(
+                out,
+                "{metric}{{function=\"{}\",source=\"{}\"}} {}",
+                q.function,
+                q.source,
+                value(q)
+            );
+        }
+    }
+    family(
+        &mut out,
+        "wisp_delivery_latency_seconds",
+        "histogram",
+        "From publish (or the write, or the call) to the end of its successful delivery.",
+    );
+    for q in queues {
+        let labels = format!("function=\"{}\",source=\"{}\"", q.function, q.source);
+        let mut cumulative = 0;
+        for (i, bucket) in q.stats.latency.iter().enumerate() {
+            cumulative += bucket.load(Relaxed);
+            let le = LATENCY_BUCKETS
+                .get(i)
+                .map_or("+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(
+                out,
+                "wisp_delivery_latency_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let sum = q.stats.latency_ms.load(Relaxed) as f64 / 1e3;
+        let _ = writeln!(out, "wisp_delivery_latency_seconds_sum{{{labels}}} {sum}");
+        let _ = writeln!(
+            out,
+            "wisp_delivery_latency_seconds_count{{{labels}}} {cumulative}"
+        );
+    }
+    type TimerFigure = fn(&TimerStats) -> &AtomicU64;
+    let per_timer: [(&str, &str, TimerFigure); 2] = [
+        ("wisp_timer_runs_total", "Ticks a timer ran for.", |t| {
+            &t.runs
+        }),
+        (
+            "wisp_timer_skipped_total",
+            "Ticks skipped because the previous run had not finished.",
+            |t| &t.skipped,
+        ),
+    ];
+    for (metric, help, value) in per_timer {
+        family(&mut out, metric, "counter", help);
+        for t in timers {
+            let _ = writeln!(
+                out,
+                "{metric}{{function=\"{}\",timer=\"{}\"}} {}",
+                t.function,
+                t.timer.replace('\\', "\\\\").replace('"', "\\\""),
+                value(t.stats).load(Relaxed)
+            );
+        }
+    }
+    family(
+        &mut out,
+        "wisp_topic_unrouted_total",
+        "counter",
+        "Messages published to a topic with no subscriber (dropped).",
+    );
+    let _ = writeln!(out, "wisp_topic_unrouted_total {unrouted}");
     out
 }
 

@@ -12,11 +12,15 @@ use smol::{Async, Executor};
 
 use crate::admin::Token;
 use crate::config::Manifest;
+use crate::deployed::{Deployed, Function};
 use crate::engine::{Limits, Pool, PoolConfig};
 use crate::http;
+use crate::invoke::Invoker;
 use crate::registry::{self, Registry};
 use crate::service::Service;
-use crate::store::Embedded;
+use crate::store::{Backend, Embedded};
+use crate::topics::{self, Topics};
+use crate::triggers::{Context, Triggers};
 
 /// Everything a server is started with.
 #[derive(Debug, Clone)]
@@ -39,6 +43,9 @@ pub struct Options {
     pub max_module_bytes: usize,
     /// The key-value store's page cache. Default 16 MiB.
     pub store_cache_bytes: usize,
+    /// Entries each queue (a topic's subscriber, a watcher, a function's asynchronous calls)
+    /// holds at most; past it, publishing fails with `QUEUE_FULL`. Default 10,000.
+    pub max_queue_depth: u64,
 }
 
 impl Default for Options {
@@ -54,6 +61,7 @@ impl Default for Options {
             token_file: None,
             max_module_bytes: 64 << 20,
             store_cache_bytes: 16 << 20,
+            max_queue_depth: topics::DEFAULT_DEPTH,
         }
     }
 }
@@ -106,7 +114,7 @@ fn write_new_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Deploys the manifest's functions whose module or configuration differ from what serves.
-fn deploy_manifest(service: &Service, manifest: &Manifest) -> Result<(), String> {
+fn deploy_manifest(deployed: &Deployed, manifest: &Manifest) -> Result<(), String> {
     for entry in &manifest.functions {
         let path = manifest.module_path(entry);
         let wasm = std::fs::read(&path).map_err(|e| {
@@ -126,11 +134,11 @@ fn deploy_manifest(service: &Service, manifest: &Manifest) -> Result<(), String>
             build: None,
             ..entry.clone()
         };
-        let same = service
+        let same = deployed
             .get(&config.name)
             .is_some_and(|f| f.config == config && f.hash == registry::hash(&wasm));
         if !same {
-            service
+            deployed
                 .deploy(config, &wasm)
                 .map_err(|e| format!("function `{}` ({}): {e}", entry.name, path.display()))?;
         }
@@ -160,26 +168,39 @@ pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> 
     })?;
     let store = Embedded::open(&options.data.join("kv.redb"), options.store_cache_bytes)
         .map_err(|e| format!("cannot open the key-value store: {e}"))?;
-    let pool = Pool::new(options.pool.clone());
-    let service = Service::new(
-        pool,
+    let backend: Arc<dyn Backend> = Arc::new(store);
+    let topics = Topics::new(backend.clone(), options.max_queue_depth);
+    let deployed = Arc::new(Deployed::new(
         registry,
-        Arc::new(store),
+        backend.clone(),
+        topics.clone(),
         options.limits.clone(),
-        token,
-        options.max_module_bytes,
+    ));
+    let invoker = Invoker::new(
+        Pool::new(options.pool.clone()),
+        backend.clone(),
+        topics.clone(),
     );
-    for problem in service.load().map_err(|e| e.to_string())? {
+    for problem in deployed.load().map_err(|e| e.to_string())? {
         eprintln!("wisp: warning: not serving {problem}");
     }
     if let Some(manifest) = manifest {
-        deploy_manifest(&service, manifest)?;
+        deploy_manifest(&deployed, manifest)?;
     }
+    let ex = Arc::new(Executor::new());
+    let ctx = Context::new(
+        deployed.clone(),
+        Arc::new(invoker),
+        backend.clone(),
+        topics,
+        ex.clone(),
+    );
+    let service = Arc::new(Service::new(ctx.clone(), token, options.max_module_bytes));
     let listener = TcpListener::bind(&options.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
     let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
     let listener = Async::new(listener).map_err(|e| e.to_string())?;
-    let functions = service.functions();
+    let functions = deployed.functions();
     let signals =
         async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
             .map_err(|e| format!("cannot watch signals: {e}"))?;
@@ -188,7 +209,7 @@ pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> 
     for f in &functions {
         println!(
             "wisp: {} -> {} (version {})",
-            f.config.routes.join(", "),
+            entry_points(f).join(", "),
             f.name(),
             f.version
         );
@@ -197,7 +218,7 @@ pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> 
     println!("wisp: listening on http://{addr}");
     let _ = std::io::stdout().flush();
 
-    let ex = Arc::new(Executor::new());
+    let triggers = Triggers::start(ctx);
     let (stop_io, io_stopped) = smol::channel::bounded::<()>(1);
     let io_threads: Vec<_> = (1..options.io_threads.max(1))
         .map(|i| {
@@ -219,14 +240,34 @@ pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> 
         listener,
         options.http.clone(),
         service.clone(),
-        service.http_stats.clone(),
+        service.http_stats(),
         shutdown,
     )));
+    // No new deliveries or ticks; what was acknowledged is made durable. Deliveries still
+    // running are abandoned, and delivered again at the next start.
+    drop(triggers);
     drop(stop_io);
     for thread in io_threads {
         let _ = thread.join();
     }
+    if let Err(e) = backend.sync() {
+        eprintln!("wisp: warning: cannot make the store durable: {e}");
+    }
     served.map_err(|e| e.to_string())?;
     eprintln!("wisp: stopped");
     Ok(())
+}
+
+/// What invokes a function: its routes, topics, timers and watches, for the start-up listing.
+fn entry_points(f: &Function) -> Vec<String> {
+    let c = &f.config;
+    let mut points = c.routes.clone();
+    points.extend(c.topics.iter().map(|s| format!("topic {}", s.topic)));
+    points.extend(c.timers.iter().map(|t| format!("timer {t}")));
+    points.extend(
+        c.watch
+            .iter()
+            .map(|w| format!("watch {}:{}", w.store, w.prefix)),
+    );
+    points
 }

@@ -105,6 +105,7 @@ pub fn invocation(request: Request, route: &RouteInfo, env: &[(String, String)])
         env: vars,
         stdin: request.body,
         kv: None,
+        topics: None,
     }
 }
 

@@ -24,6 +24,35 @@
 //! [`kv`] is the key-value store the host keeps for functions: `kv::Store::default_store()`,
 //! then `get`, `set`, `increment`, `compare_and_swap`, `keys` and so on.
 //!
+//! A function also runs for events: messages on the topics it subscribes to, ticks of its
+//! timers and changes to the keys it watches. Each arrives like an HTTP request (a `POST`
+//! whose body is the payload), and [`Request::event`] tells which it is ([`events`]). An event
+//! succeeds when the handler answers a status below 400, as `Response::new(204)` does; a higher
+//! status or a panic fails it, and the host retries topic messages and key changes.
+//! [`topics::publish`] sends a message to a topic, delivered only if the invocation succeeds:
+//!
+//! ```
+//! use wisp_sdk::events::Event;
+//! use wisp_sdk::{topics, Request, Response};
+//!
+//! fn handle(req: Request) -> Response {
+//!     match req.event() {
+//!         // An HTTP request: pass the body on to whoever subscribes to `orders`.
+//!         Event::Http => match topics::publish("orders", req.body()) {
+//!             Ok(()) => Response::new(202),
+//!             Err(e) => Response::text(503, format!("{e}\n")),
+//!         },
+//!         Event::Topic(message) => {
+//!             wisp_sdk::log(format_args!("message {} on {}", message.id, message.topic));
+//!             Response::new(204)
+//!         }
+//!         _ => Response::new(204),
+//!     }
+//! }
+//! # let req = Request::new([("REQUEST_METHOD", "POST")], vec![], b"{}".to_vec());
+//! # assert_eq!(handle(req).status(), 202);
+//! ```
+//!
 //! The crate uses std only. Its parsing works on explicit inputs ([`Request::new`],
 //! [`Response::to_cgi`]), so handlers can be unit-tested natively without a host.
 //!
@@ -35,7 +64,9 @@
 
 #![warn(missing_docs)]
 
+pub mod events;
 pub mod kv;
+pub mod topics;
 
 #[cfg(any(
     test,

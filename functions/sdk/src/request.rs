@@ -376,6 +376,12 @@ pub(crate) fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)>
 /// Decodes `%XX` escapes and `+` (a space in form encoding). A `%` that is not followed by two
 /// hex digits stays as it is; bytes that do not make UTF-8 become U+FFFD.
 pub(crate) fn percent_decode(s: &str) -> String {
+    String::from_utf8_lossy(&percent_decode_bytes(s, true)).into_owned()
+}
+
+/// Decodes `%XX` escapes into bytes, and `+` into a space where asked (form encoding; a key
+/// that the host percent-encodes keeps its `+`). A `%` without two hex digits stays as it is.
+pub(crate) fn percent_decode_bytes(s: &str, plus_as_space: bool) -> Vec<u8> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -389,7 +395,7 @@ pub(crate) fn percent_decode(s: &str) -> String {
                 out.push(byte);
                 i += 3;
             }
-            (None, b'+') => {
+            (None, b'+') if plus_as_space => {
                 out.push(b' ');
                 i += 1;
             }
@@ -399,7 +405,7 @@ pub(crate) fn percent_decode(s: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 fn hex_byte(digits: &[u8]) -> Option<u8> {

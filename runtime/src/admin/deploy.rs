@@ -1,19 +1,20 @@
 //! `PUT /_wisp/functions/{name}`: the module is the body; the configuration comes in the query
-//! (`?route=/api/x&method=GET&cors=*&env=K%3DV&timeout_ms=500`) or, whole, as JSON in a
-//! `Wisp-Config` header. With neither, a redeploy keeps the serving version's configuration.
+//! (`?route=/api/x&method=GET&cors=*&env=K%3DV&timeout_ms=500&topic=orders&publish=orders&
+//! timer=every%2030s&watch=orders:order/`) or, whole, as JSON in a `Wisp-Config` header. With
+//! neither, a redeploy keeps the serving version's configuration.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::Admin;
 use super::{deploy_error, error, function_info, json_response};
-use crate::config::{FunctionConfig, LimitsConfig, valid_name};
+use crate::config::{FunctionConfig, LimitsConfig, Subscription, WatchConfig, valid_name};
 use crate::http::{Request, Response};
 use crate::router::Cors;
-use crate::service::Service;
 use crate::wagi::percent_decode;
 
-pub async fn deploy(service: &Service, name: &str, request: Request) -> Response {
+pub async fn deploy(admin: &Admin, name: &str, request: Request) -> Response {
     if !valid_name(name) {
         return error(
             400,
@@ -29,12 +30,12 @@ pub async fn deploy(service: &Service, name: &str, request: Request) -> Response
             "the request body must be the module (curl -T module.wasm ...)",
         );
     }
-    let config = match configuration(service, name, &request) {
+    let config = match configuration(admin, name, &request) {
         Ok(config) => config,
         Err(why) => return error(400, why),
     };
     let wasm = request.body;
-    match service.blocking(move |s| s.deploy(config, &wasm)).await {
+    match admin.blocking(move |s| s.deploy(config, &wasm)).await {
         Ok((function, created)) => {
             json_response(if created { 201 } else { 200 }, &function_info(&function))
         }
@@ -42,11 +43,7 @@ pub async fn deploy(service: &Service, name: &str, request: Request) -> Response
     }
 }
 
-fn configuration(
-    service: &Service,
-    name: &str,
-    request: &Request,
-) -> Result<FunctionConfig, String> {
+fn configuration(admin: &Admin, name: &str, request: &Request) -> Result<FunctionConfig, String> {
     let header = request.header("wisp-config");
     let params: Vec<(String, String)> = request
         .query
@@ -65,7 +62,7 @@ fn configuration(
         }
         (Some(json), true) => from_json(name, json)?,
         (None, false) => from_params(name, &params)?,
-        (None, true) => match service.get(name) {
+        (None, true) => match admin.deployed().get(name) {
             Some(current) => current.config.clone(),
             None => {
                 return Err(format!(
@@ -116,6 +113,8 @@ fn from_params(name: &str, params: &[(String, String)]) -> Result<FunctionConfig
     let mut limits = LimitsConfig::default();
     let mut stores: Option<Vec<String>> = None;
     let mut shared_stores = Vec::new();
+    let (mut topics, mut publish, mut timers, mut watch) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (key, value) in params {
         match key.as_str() {
             "route" => routes.push(value.clone()),
@@ -123,6 +122,24 @@ fn from_params(name: &str, params: &[(String, String)]) -> Result<FunctionConfig
             "cors" => origins.push(value.clone()),
             "store" => stores.get_or_insert_with(Vec::new).push(value.clone()),
             "shared_store" => shared_stores.push(value.clone()),
+            "topic" => topics.push(Subscription {
+                topic: value.clone(),
+                delivery: Default::default(),
+            }),
+            "publish" => publish.push(value.clone()),
+            "timer" => timers.push(value.clone()),
+            "watch" => {
+                let (store, prefix) = value
+                    .split_once(':')
+                    .ok_or_else(|| format!("`watch={value}`: expected watch=STORE:PREFIX"))?;
+                watch.push(WatchConfig {
+                    store: store.to_string(),
+                    prefix: prefix.to_string(),
+                    max_attempts: None,
+                    backoff_ms: None,
+                    concurrency: None,
+                });
+            }
             "env" => {
                 let (k, v) = value
                     .split_once('=')
@@ -158,5 +175,10 @@ fn from_params(name: &str, params: &[(String, String)]) -> Result<FunctionConfig
         env,
         stores,
         shared_stores,
+        topics,
+        publish,
+        timers,
+        watch,
+        async_calls: None,
     })
 }

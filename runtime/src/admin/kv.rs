@@ -3,10 +3,10 @@
 
 use serde_json::json;
 
+use super::Admin;
 use super::{error, json_response, query_value};
 use crate::config::valid_name;
 use crate::http::{Request, Response};
-use crate::service::Service;
 use crate::store::{KvError, Scoped};
 use crate::wagi::percent_decode;
 
@@ -23,7 +23,7 @@ fn kv_error(e: KvError) -> Response {
 }
 
 /// Answers `METHOD /_wisp/kv/{segments}`.
-pub async fn handle(service: &Service, request: Request, segments: &[&str]) -> Response {
+pub async fn handle(admin: &Admin, request: Request, segments: &[&str]) -> Response {
     let (store, namespace, key) = match segments {
         [store, namespace] => (*store, *namespace, None),
         [store, namespace, key] => (*store, *namespace, Some(percent_decode(key, false))),
@@ -36,7 +36,7 @@ pub async fn handle(service: &Service, request: Request, segments: &[&str]) -> R
             format!("no store `{store}` with namespace `{namespace}`"),
         );
     }
-    let scope = service.kv_namespace(store, owner);
+    let scope = admin.deployed().kv_namespace(store, owner);
     let place = format!("{store}/{namespace}");
     let method = request.method.clone();
     let op = move || match (method.as_str(), key) {

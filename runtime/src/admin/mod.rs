@@ -1,19 +1,47 @@
 //! The admin API under `/_wisp/`: deploy, list, show, delete, versions, rollback, logs,
-//! metrics. Every call needs `Authorization: Bearer TOKEN`; without it, `401` and nothing else
-//! (not even whether a path exists). Answers are JSON, errors `{"error": "..."}`.
+//! metrics, keys, topics and dead letters. Every call needs `Authorization: Bearer TOKEN`;
+//! without it, `401` and nothing else (not even whether a path exists). Answers are JSON, errors
+//! `{"error": "..."}`.
 
 mod deploy;
 mod kv;
+mod topics;
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use crate::http::{Body, Request, Response};
+use crate::deployed::{DeployError, Deployed, Function};
+use crate::http::{self, Body, Request, Response};
 use crate::logs::LogLine;
 use crate::metrics::{self, ServerFigures};
-use crate::service::{DeployError, Function, Service};
+use crate::triggers::Context;
+
+/// What the admin API works on: the deployed set and the triggers' context, the token, and the
+/// front end's counters.
+pub struct Admin {
+    pub ctx: Arc<Context>,
+    pub token: Token,
+    pub http_stats: Arc<http::Stats>,
+}
+
+impl Admin {
+    fn deployed(&self) -> &Deployed {
+        &self.ctx.deployed
+    }
+
+    /// Runs `work` on a thread where blocking is fine (compiling, syncing files), with the
+    /// deployed set.
+    async fn blocking<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Deployed) -> R + Send + 'static,
+    ) -> R {
+        let deployed = self.ctx.deployed.clone();
+        smol::unblock(move || work(&deployed)).await
+    }
+}
 
 const PREFIX: &str = "/_wisp/";
 
@@ -60,7 +88,7 @@ fn deploy_error(e: DeployError) -> Response {
         DeployError::Module(_) => 400,
         DeployError::Conflict { .. } => 409,
         DeployError::NotFound(_) => 404,
-        DeployError::Registry(_) => 500,
+        DeployError::Registry(_) | DeployError::Store(_) => 500,
     };
     error(status, e.to_string())
 }
@@ -88,8 +116,8 @@ pub fn function_info(f: &Function) -> Value {
 }
 
 /// Answers an admin request.
-pub async fn handle(service: &Service, request: Request) -> Response {
-    if !service.token().admits(&request) {
+pub async fn handle(admin: &Admin, request: Request) -> Response {
+    if !admin.token.admits(&request) {
         return error(
             401,
             "missing or wrong admin token (Authorization: Bearer TOKEN)",
@@ -100,27 +128,28 @@ pub async fn handle(service: &Service, request: Request) -> Response {
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let method = request.method.as_str();
     match (method, segments.as_slice()) {
-        ("GET", ["metrics"]) => metrics(service),
+        ("GET", ["metrics"]) => metrics(admin),
         (_, ["kv", rest @ ..]) => {
             let rest: Vec<&str> = rest.to_vec();
-            kv::handle(service, request, &rest).await
+            kv::handle(admin, request, &rest).await
         }
         ("GET", ["functions"]) => {
-            let list: Vec<Value> = service
+            let list: Vec<Value> = admin
+                .deployed()
                 .functions()
                 .iter()
                 .map(|f| function_info(f))
                 .collect();
             json_response(200, &json!({ "functions": list }))
         }
-        ("PUT", ["functions", name]) => deploy::deploy(service, name, request).await,
-        ("GET", ["functions", name]) => match service.get(name) {
+        ("PUT", ["functions", name]) => deploy::deploy(admin, name, request).await,
+        ("GET", ["functions", name]) => match admin.deployed().get(name) {
             Some(f) => json_response(200, &function_info(&f)),
             None => error(404, format!("no function `{name}`")),
         },
         ("DELETE", ["functions", name]) => {
             let name = name.to_string();
-            let removed = service.blocking({
+            let removed = admin.blocking({
                 let name = name.clone();
                 move |s| s.remove(&name)
             });
@@ -129,9 +158,12 @@ pub async fn handle(service: &Service, request: Request) -> Response {
                 Err(e) => deploy_error(e),
             }
         }
-        ("GET", ["functions", name, "versions"]) => versions(service, name).await,
-        ("POST", ["functions", name, "rollback"]) => rollback(service, name, &request).await,
-        ("GET", ["functions", name, "logs"]) => logs(service, name, &request),
+        ("GET", ["functions", name, "versions"]) => versions(admin, name).await,
+        ("POST", ["functions", name, "rollback"]) => rollback(admin, name, &request).await,
+        ("GET", ["functions", name, "logs"]) => logs(admin, name, &request),
+        (_, ["topics", ..] | ["dead-letters", ..]) => {
+            topics::handle(admin, request, &segments).await
+        }
         (_, ["metrics"] | ["functions"] | ["functions", _] | ["functions", _, _]) => {
             error(405, format!("{method} is not allowed on {}", request.path))
         }
@@ -139,28 +171,30 @@ pub async fn handle(service: &Service, request: Request) -> Response {
     }
 }
 
-fn metrics(service: &Service) -> Response {
-    let http = &service.http_stats;
-    let functions = service.functions();
+fn metrics(admin: &Admin) -> Response {
+    let http = &admin.http_stats;
+    let functions = admin.deployed().functions();
     let figures = ServerFigures {
         open_connections: http.open_connections.load(Relaxed),
         connections: http.connections.load(Relaxed),
         requests: http.requests.load(Relaxed),
         rejected: http.rejected.load(Relaxed),
-        queued: service.pool().queued(),
+        queued: admin.ctx.invoker.pool().queued(),
         functions: functions.len(),
     };
     let stats: Vec<_> = functions
         .iter()
         .map(|f| (f.name().to_string(), f.stats.as_ref()))
         .collect();
+    let mut text = metrics::render(&figures, &stats);
+    text.push_str(&topics::metrics(admin));
     Response::new(200)
         .header("Content-Type", "text/plain; version=0.0.4")
-        .body(metrics::render(&figures, &stats))
+        .body(text)
 }
 
-async fn versions(service: &Service, name: &str) -> Response {
-    let lookup = service.blocking({
+async fn versions(admin: &Admin, name: &str) -> Response {
+    let lookup = admin.blocking({
         let name = name.to_string();
         move |s| s.record(&name)
     });
@@ -197,11 +231,11 @@ fn query_value<'a>(request: &'a Request, key: &str) -> Option<&'a str> {
     })
 }
 
-async fn rollback(service: &Service, name: &str, request: &Request) -> Response {
+async fn rollback(admin: &Admin, name: &str, request: &Request) -> Response {
     let Some(version) = query_value(request, "version").and_then(|v| v.parse::<u32>().ok()) else {
         return error(400, "rollback needs ?version=N");
     };
-    let done = service.blocking({
+    let done = admin.blocking({
         let name = name.to_string();
         move |s| s.rollback(&name, version)
     });
@@ -211,8 +245,8 @@ async fn rollback(service: &Service, name: &str, request: &Request) -> Response 
     }
 }
 
-fn logs(service: &Service, name: &str, request: &Request) -> Response {
-    let Some(stats) = service.stats(name) else {
+fn logs(admin: &Admin, name: &str, request: &Request) -> Response {
+    let Some(stats) = admin.deployed().stats(name) else {
         return error(404, format!("no function `{name}`"));
     };
     let response = Response::new(200).header("Content-Type", "text/plain; charset=utf-8");

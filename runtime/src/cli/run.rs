@@ -81,12 +81,21 @@ pub fn run(mut parser: lexopt::Parser) -> Result<ExitCode, Error> {
             env,
             stdin,
             kv: None,
+            // Admitted and shown, never delivered: there is no server here.
+            topics: Some(engine::any_topic()),
         },
     );
     // A closed pipe on our side is not the guest's failure.
     let _ = std::io::stdout().write_all(&outcome.stdout);
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().write_all(&outcome.stderr);
+    for message in &outcome.published {
+        eprintln!(
+            "wisp: published {} bytes to topic `{}` (not delivered: wisp run has no subscribers)",
+            message.payload.len(),
+            message.topic
+        );
+    }
     match outcome.result {
         Ok(code) => Ok(ExitCode::from(code as u8)),
         Err(stop) => {

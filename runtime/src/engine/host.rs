@@ -9,6 +9,7 @@ use wasmi::{Caller, Error, FuncType, IntoFunc, Linker, Memory, ResourceLimiter, 
 use wasmi_core::LimiterError;
 
 use super::Limit;
+use super::publish::{Admit, Published};
 use crate::store::Grants;
 
 /// What a guest sees of the world: its arguments, environment and stdin, and the buffers its
@@ -31,6 +32,11 @@ pub(crate) struct HostState {
     pub kv: Option<Arc<Grants>>,
     /// Whether it wrote to a store: then the server syncs before it answers.
     pub kv_wrote: bool,
+    /// The topics it may publish to.
+    pub topics: Option<Arc<dyn Admit>>,
+    /// What it published, in order.
+    pub published: Vec<Published>,
+    pub published_bytes: usize,
 }
 
 /// Caps linear memory and remembers whether it refused a growth, so that the trap that

@@ -27,6 +27,7 @@ const BAD_POINTER: i32 = -5;
 const NOT_A_NUMBER: i32 = -6;
 const BUFFER_TOO_SMALL: i32 = -7;
 const STORE_FAILED: i32 = -8;
+pub(crate) const QUEUE_FULL: i32 = -9;
 
 const NAMES: &[&str] = &[
     "kv_get",
@@ -48,6 +49,7 @@ fn code(e: KvError) -> i32 {
         KvError::InvalidKey => INVALID_KEY,
         KvError::ValueTooLarge => VALUE_TOO_LARGE,
         KvError::NotANumber => NOT_A_NUMBER,
+        KvError::QueueFull => QUEUE_FULL,
         KvError::Failed(_) => STORE_FAILED,
     }
 }

@@ -10,6 +10,7 @@ mod kv;
 mod limits;
 mod module;
 mod pool;
+mod publish;
 mod run;
 mod wasi;
 
@@ -20,6 +21,10 @@ pub use kv::OP_FUEL as KV_OP_FUEL;
 pub use limits::{Limit, Limits};
 pub use module::{CompileError, Module, ModuleCache};
 pub use pool::{Busy, Pool, PoolConfig, Ticket};
+pub use publish::{
+    Admit, Hold, MAX_MESSAGE, MAX_MESSAGES, MAX_OUTBOX_BYTES, Published, Refused, any_topic,
+    valid_topic,
+};
 pub use run::{Invocation, Outcome, Stop};
 
 /// Runs one invocation to its end on the calling thread, sleeping where the guest sleeps: for

@@ -10,7 +10,7 @@ use wasmi::{CompilationMode, Config, CustomFuelCosts, Engine, ExternType, Linker
 
 use super::Limits;
 use super::host::{HostState, Imports, MemoryLimiter};
-use super::{Invocation, kv, wasi};
+use super::{Invocation, kv, publish, wasi};
 
 /// A compiled module and everything needed to run it: its own wasmi `Engine` (an engine keeps
 /// all code it compiled until dropped, so the code goes when the last version using this module
@@ -113,7 +113,7 @@ impl Module {
         for import in module.imports() {
             let known = match import.module() {
                 wasi::MODULE_NAME => wasi::provides(import.name()),
-                kv::MODULE_NAME => kv::provides(import.name()),
+                kv::MODULE_NAME => kv::provides(import.name()) || publish::provides(import.name()),
                 _ => false,
             };
             if !known || !matches!(import.ty(), ExternType::Func(_)) {
@@ -145,6 +145,7 @@ impl Module {
         };
         wasi::add_to_linker(&mut imports).expect("the WASI names are unique");
         kv::add_to_linker(&mut imports).expect("the wisp names are unique");
+        publish::add_to_linker(&mut imports).expect("the wisp names are unique");
         let module = Module {
             engine,
             module,
@@ -193,6 +194,9 @@ impl Module {
             started: Instant::now(),
             kv: invocation.kv,
             kv_wrote: false,
+            topics: invocation.topics,
+            published: Vec::new(),
+            published_bytes: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);

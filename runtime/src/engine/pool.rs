@@ -324,6 +324,7 @@ impl Outcome {
             fuel_used: 0,
             memory_bytes: 0,
             kv_wrote: false,
+            published: Vec::new(),
         }
     }
 }

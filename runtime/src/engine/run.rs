@@ -13,6 +13,7 @@ use wasmi::{
 };
 
 use super::host::{HostState, HostStop};
+use super::publish::{Admit, Published};
 use super::{Limit, Limits, Module};
 use crate::store::Grants;
 
@@ -26,6 +27,8 @@ pub struct Invocation {
     pub stdin: Vec<u8>,
     /// The stores the function may use through the `wisp` imports.
     pub kv: Option<Arc<Grants>>,
+    /// The topics it may publish to; none when `None`.
+    pub topics: Option<Arc<dyn Admit>>,
 }
 
 /// What an invocation left behind.
@@ -40,6 +43,8 @@ pub struct Outcome {
     pub memory_bytes: u64,
     /// Whether it wrote to a store (made durable by [`Grants::sync`] before answering).
     pub kv_wrote: bool,
+    /// The messages it published, to be committed only if it succeeded.
+    pub published: Vec<Published>,
 }
 
 /// Why a run was stopped before it finished.
@@ -237,5 +242,6 @@ fn outcome(store: Store<HostState>, fuel_used: u64, result: Result<i32, Stop>) -
         fuel_used,
         memory_bytes,
         kv_wrote: state.kv_wrote,
+        published: state.published,
     }
 }

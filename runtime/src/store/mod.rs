@@ -9,13 +9,21 @@
 //! Writes are committed at once but made durable in groups: after an invocation that wrote,
 //! the server calls [`Store::sync`] before it answers, and concurrent invocations share one
 //! `fsync` (DESIGN.md, "The key-value shim").
+//!
+//! A backend also keeps the durable queues of events ([`Queues`]): a [`Backend`] is both, so
+//! that a write and the change event it causes, or an invocation's writes and the messages it
+//! published, can share a transaction or a durable commit.
 
+mod codec;
 mod embedded;
+pub mod queues;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use embedded::Embedded;
+pub use queues::Queues;
 
 /// Longest key a function may use, in bytes.
 pub const MAX_KEY: usize = 1024;
@@ -33,6 +41,9 @@ pub enum KvError {
     ValueTooLarge,
     /// An increment of a value that is not a decimal `i64`, or one that overflows.
     NotANumber,
+    /// A function watching the key has too many change events waiting; the write did not
+    /// happen.
+    QueueFull,
     /// The backend failed; a write did not happen.
     Failed(String),
 }
@@ -44,6 +55,7 @@ impl fmt::Display for KvError {
             KvError::InvalidKey => write!(f, "a key is 1 to {MAX_KEY} bytes"),
             KvError::ValueTooLarge => write!(f, "a value is at most {MAX_VALUE} bytes"),
             KvError::NotANumber => f.write_str("the value is not a decimal i64 (or overflows)"),
+            KvError::QueueFull => f.write_str("a watcher of the key has too many events waiting"),
             KvError::Failed(why) => write!(f, "the store failed: {why}"),
         }
     }
@@ -52,11 +64,14 @@ impl fmt::Display for KvError {
 impl std::error::Error for KvError {}
 
 /// A key-value backend: flat byte keys, each operation atomic.
+///
+/// Every write names who makes it (`by`: a function, or `None` for the operator), so that a
+/// function watching the key is not invoked for its own writes.
 pub trait Store: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
-    fn set(&self, key: &[u8], value: &[u8]) -> Result<(), KvError>;
+    fn set(&self, key: &[u8], value: &[u8], by: Option<&str>) -> Result<(), KvError>;
     /// True if the key existed.
-    fn delete(&self, key: &[u8]) -> Result<bool, KvError>;
+    fn delete(&self, key: &[u8], by: Option<&str>) -> Result<bool, KvError>;
     fn exists(&self, key: &[u8]) -> Result<bool, KvError> {
         Ok(self.get(key)?.is_some())
     }
@@ -68,16 +83,37 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Vec<u8>>, KvError>;
     /// Adds `delta` to the decimal counter at `key` (missing: 0); returns the new value.
-    fn increment(&self, key: &[u8], delta: i64) -> Result<i64, KvError>;
+    fn increment(&self, key: &[u8], delta: i64, by: Option<&str>) -> Result<i64, KvError>;
     /// If the value is `expected` (`None`: absent), makes it `new` (`None`: deletes it).
     fn compare_and_swap(
         &self,
         key: &[u8],
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
+        by: Option<&str>,
     ) -> Result<bool, KvError>;
-    /// Returns once every write that returned before this call is durable.
+    /// Returns once every write that returned before this call is durable, queue changes
+    /// included.
     fn sync(&self) -> Result<(), KvError>;
+}
+
+/// What a server keeps its state in: the key-value data and the queues of events, in one
+/// backend so that they can share transactions and durable commits.
+pub trait Backend: Store + Queues {
+    fn as_store(self: Arc<Self>) -> Arc<dyn Store>;
+}
+
+impl<T: Store + Queues> Backend for T {
+    fn as_store(self: Arc<Self>) -> Arc<dyn Store> {
+        self
+    }
+}
+
+/// The time now in milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The prefix of `owner`'s namespace in `store`; `None` is the store's shared namespace.
@@ -90,16 +126,34 @@ pub fn namespace(store: &str, owner: Option<&str>) -> Vec<u8> {
     prefix
 }
 
-/// One namespace of a store, with the caps on keys and values.
+/// One namespace of a store, with the caps on keys and values, as one writer uses it.
 #[derive(Clone)]
 pub struct Scoped {
     store: Arc<dyn Store>,
     prefix: Vec<u8>,
+    /// The function writing through it; `None` for the operator.
+    writer: Option<Arc<str>>,
 }
 
 impl Scoped {
     pub fn new(store: Arc<dyn Store>, prefix: Vec<u8>) -> Scoped {
-        Scoped { store, prefix }
+        Scoped {
+            store,
+            prefix,
+            writer: None,
+        }
+    }
+
+    /// The same namespace, written by `function`.
+    pub fn written_by(self, function: &str) -> Scoped {
+        Scoped {
+            writer: Some(function.into()),
+            ..self
+        }
+    }
+
+    fn by(&self) -> Option<&str> {
+        self.writer.as_deref()
     }
 
     fn key(&self, key: &[u8]) -> Result<Vec<u8>, KvError> {
@@ -121,11 +175,12 @@ impl Scoped {
     }
 
     pub fn set(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
-        self.store.set(&self.key(key)?, Self::value(value)?)
+        self.store
+            .set(&self.key(key)?, Self::value(value)?, self.by())
     }
 
     pub fn delete(&self, key: &[u8]) -> Result<bool, KvError> {
-        self.store.delete(&self.key(key)?)
+        self.store.delete(&self.key(key)?, self.by())
     }
 
     pub fn exists(&self, key: &[u8]) -> Result<bool, KvError> {
@@ -133,7 +188,7 @@ impl Scoped {
     }
 
     pub fn increment(&self, key: &[u8], delta: i64) -> Result<i64, KvError> {
-        self.store.increment(&self.key(key)?, delta)
+        self.store.increment(&self.key(key)?, delta, self.by())
     }
 
     pub fn compare_and_swap(
@@ -143,7 +198,8 @@ impl Scoped {
         new: Option<&[u8]>,
     ) -> Result<bool, KvError> {
         let new = new.map(Self::value).transpose()?;
-        self.store.compare_and_swap(&self.key(key)?, expected, new)
+        self.store
+            .compare_and_swap(&self.key(key)?, expected, new, self.by())
     }
 
     /// Keys (without the namespace) that start with `prefix`, strictly after `after`.
@@ -186,10 +242,8 @@ impl Grants {
         let stores = private
             .chain(shared)
             .map(|(name, owner)| {
-                (
-                    name.clone(),
-                    Scoped::new(store.clone(), namespace(name, owner)),
-                )
+                let scoped = Scoped::new(store.clone(), namespace(name, owner));
+                (name.clone(), scoped.written_by(function))
             })
             .collect();
         Grants { stores }

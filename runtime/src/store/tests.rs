@@ -42,11 +42,11 @@ fn the_embedded_store_behaves_like_a_sorted_map() {
         match rng.below(7) {
             0 => assert_eq!(db.get(key).unwrap(), model.get(key).cloned(), "step {step}"),
             1 => {
-                db.set(key, &value).unwrap();
+                db.set(key, &value, None).unwrap();
                 model.insert(key.clone(), value);
             }
             2 => assert_eq!(
-                db.delete(key).unwrap(),
+                db.delete(key, None).unwrap(),
                 model.remove(key).is_some(),
                 "step {step}"
             ),
@@ -56,10 +56,12 @@ fn the_embedded_store_behaves_like_a_sorted_map() {
                     .get(key)
                     .map(|v| std::str::from_utf8(v).unwrap().parse::<i64>());
                 match current {
-                    Some(Err(_)) => assert_eq!(db.increment(key, 3), Err(KvError::NotANumber)),
+                    Some(Err(_)) => {
+                        assert_eq!(db.increment(key, 3, None), Err(KvError::NotANumber))
+                    }
                     other => {
                         let next = other.map_or(0, |v| v.unwrap()) + 3;
-                        assert_eq!(db.increment(key, 3).unwrap(), next);
+                        assert_eq!(db.increment(key, 3, None).unwrap(), next);
                         model.insert(key.clone(), next.to_string().into_bytes());
                     }
                 }
@@ -76,7 +78,7 @@ fn the_embedded_store_behaves_like_a_sorted_map() {
                     Some(b"cas".to_vec())
                 };
                 let swapped = db
-                    .compare_and_swap(key, expected.as_deref(), new.as_deref())
+                    .compare_and_swap(key, expected.as_deref(), new.as_deref(), None)
                     .unwrap();
                 assert_eq!(swapped, model.get(key) == expected.as_ref(), "step {step}");
                 if swapped {
@@ -110,8 +112,8 @@ fn the_embedded_store_behaves_like_a_sorted_map() {
 #[test]
 fn synced_writes_survive_reopening() {
     let (dir, db) = temp_db();
-    db.set(b"a", b"1").unwrap();
-    db.increment(b"n", 5).unwrap();
+    db.set(b"a", b"1", None).unwrap();
+    db.increment(b"n", 5, None).unwrap();
     db.sync().unwrap();
     drop(db);
     let db = Embedded::open(&dir.join("kv.redb"), 1 << 20).unwrap();
@@ -129,8 +131,8 @@ fn concurrent_writers_share_syncs() {
             let db = db.clone();
             std::thread::spawn(move || {
                 for i in 0..50 {
-                    db.increment(format!("c{t}").as_bytes(), 1).unwrap();
-                    db.set(format!("k{t}-{i}").as_bytes(), b"x").unwrap();
+                    db.increment(format!("c{t}").as_bytes(), 1, None).unwrap();
+                    db.set(format!("k{t}-{i}").as_bytes(), b"x", None).unwrap();
                     db.sync().unwrap();
                 }
             })

@@ -11,7 +11,8 @@ type Table = BTreeMap<Vec<u8>, Vec<u8>>;
 pub(super) struct Fake {
     pub(super) granted: Vec<Vec<u8>>,
     stores: BTreeMap<Vec<u8>, Table>,
-    pub(super) failing: bool,
+    /// The error code every write that passes its checks fails with, if any.
+    pub(super) failing: Option<i32>,
     /// Writes to make right after the next `get`s, one each, as another instance would.
     #[cfg(test)]
     /// (`None`: a delete).
@@ -24,7 +25,7 @@ impl Default for Fake {
         Fake {
             granted: vec![DEFAULT_STORE.as_bytes().to_vec()],
             stores: BTreeMap::new(),
-            failing: false,
+            failing: None,
             #[cfg(test)]
             writes_after_get: Default::default(),
         }
@@ -63,8 +64,8 @@ impl Fake {
 
     /// The table of `store` for a write, once every argument has passed its checks.
     fn writable(&mut self, store: &[u8]) -> Result<&mut Table, i32> {
-        if self.failing {
-            return Err(STORE_FAILED);
+        if let Some(code) = self.failing {
+            return Err(code);
         }
         self.table(store)
     }

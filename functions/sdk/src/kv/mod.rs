@@ -45,7 +45,7 @@
 //! write is durable before the HTTP response that follows it is sent.
 //!
 //! On `wasm32` the store is the host's, through the imports of the `wisp` module (see
-//! `functions/README.md`, "Key-value store ABI"). Everywhere else (native builds and their unit
+//! `functions/README.md`, "Host ABI"). Everywhere else (native builds and their unit
 //! tests) it is an in-memory fake with the same semantics and error codes, one per thread, which
 //! the module `testing` (native builds only) can reset and configure: a handler that uses the
 //! store can be unit-tested natively as it is.
@@ -82,6 +82,7 @@ const BAD_POINTER: i32 = -5;
 const NOT_A_NUMBER: i32 = -6;
 const BUFFER_TOO_SMALL: i32 = -7;
 const STORE_FAILED: i32 = -8;
+const QUEUE_FULL: i32 = -9;
 
 /// Why a store operation failed: one variant per error code of the ABI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,6 +105,10 @@ pub enum KvError {
     BufferTooSmall,
     /// The store failed, for example with an I/O error; a write did not happen (-8).
     StoreFailed,
+    /// A function that watches this key (its `"watch"` configuration) has too many change
+    /// events waiting, so the write did not happen (-9). Only writes fail this way: back off
+    /// and try again later, or fail the request (a 503 says "try later" to an HTTP client).
+    QueueFull,
     /// The host answered something this SDK does not know: an unknown error code, or a result
     /// out of its range.
     Unexpected(i32),
@@ -128,11 +133,12 @@ impl KvError {
             NOT_A_NUMBER => KvError::NotANumber,
             BUFFER_TOO_SMALL => KvError::BufferTooSmall,
             STORE_FAILED => KvError::StoreFailed,
+            QUEUE_FULL => KvError::QueueFull,
             other => KvError::Unexpected(other),
         }
     }
 
-    /// The ABI's code for this error (`-1` to `-8`); for [`KvError::Unexpected`], the value the
+    /// The ABI's code for this error (`-1` to `-9`); for [`KvError::Unexpected`], the value the
     /// host returned.
     pub fn code(&self) -> i32 {
         match *self {
@@ -144,6 +150,7 @@ impl KvError {
             KvError::NotANumber => NOT_A_NUMBER,
             KvError::BufferTooSmall => BUFFER_TOO_SMALL,
             KvError::StoreFailed => STORE_FAILED,
+            KvError::QueueFull => QUEUE_FULL,
             KvError::Unexpected(code) => code,
         }
     }
@@ -172,6 +179,10 @@ impl fmt::Display for KvError {
             }
             KvError::BufferTooSmall => f.write_str("the buffer cannot hold the next key"),
             KvError::StoreFailed => f.write_str("the store failed; the write did not happen"),
+            KvError::QueueFull => f.write_str(
+                "a function watching this key has too many change events waiting; the write \
+                 did not happen",
+            ),
             KvError::Unexpected(code) => write!(f, "unexpected answer {code} from the host"),
         }
     }
@@ -531,6 +542,8 @@ mod host;
 ///
 /// testing::fail_writes(true);
 /// assert_eq!(Store::default_store().set("k", "v"), Err(KvError::StoreFailed));
+/// testing::queue_full(true);
+/// assert_eq!(Store::default_store().set("k", "v"), Err(KvError::QueueFull));
 ///
 /// testing::reset();
 /// assert_eq!(Store::open("sessions").get("s1"), Err(KvError::NoSuchStore));
@@ -553,7 +566,14 @@ pub mod testing {
     /// its checks fails with [`KvError::StoreFailed`](super::KvError::StoreFailed) and changes
     /// nothing, as when the host's store has an I/O error.
     pub fn fail_writes(fail: bool) {
-        host::with(|fake| fake.failing = fail);
+        host::with(|fake| fake.failing = fail.then_some(super::STORE_FAILED));
+    }
+
+    /// While `full` is true, every write that passes its checks fails with
+    /// [`KvError::QueueFull`](super::KvError::QueueFull) and changes nothing, as when a function
+    /// watching the key is too far behind. It replaces [`fail_writes`], and `false` ends both.
+    pub fn queue_full(full: bool) {
+        host::with(|fake| fake.failing = full.then_some(super::QUEUE_FULL));
     }
 }
 

@@ -15,13 +15,13 @@ fn all_keys(store: &Store, prefix: &str, buffer_size: usize) -> Vec<Vec<u8>> {
 
 #[test]
 fn error_codes_round_trip() {
-    for code in -8..=-1 {
+    for code in -9..=-1 {
         let err = KvError::from_code(code);
         assert!(!matches!(err, KvError::Unexpected(_)), "{code}");
         assert_eq!(err.code(), code);
         assert!(!err.to_string().is_empty());
     }
-    assert_eq!(KvError::from_code(-9), KvError::Unexpected(-9));
+    assert_eq!(KvError::from_code(-10), KvError::Unexpected(-10));
     assert_eq!(KvError::Unexpected(7).code(), 7);
     assert_eq!(
         KvError::InvalidKey.to_string(),
@@ -227,6 +227,25 @@ fn failed_writes_change_nothing() {
     assert_eq!(s.set("", "w"), Err(KvError::InvalidKey));
     testing::fail_writes(false);
     assert_eq!(s.get("n").unwrap(), None);
+    s.set("k", "w").unwrap();
+}
+
+#[test]
+fn a_full_queue_refuses_writes_only() {
+    let s = store();
+    s.set("k", "v").unwrap();
+    testing::queue_full(true);
+    assert_eq!(s.set("k", "w"), Err(KvError::QueueFull));
+    assert_eq!(s.delete("k"), Err(KvError::QueueFull));
+    assert_eq!(s.increment("n", 1), Err(KvError::QueueFull));
+    assert_eq!(
+        s.compare_and_swap("k", Some(b"v"), None),
+        Err(KvError::QueueFull)
+    );
+    assert_eq!(s.get("k").unwrap(), Some(b"v".to_vec()));
+    assert_eq!(KvError::QueueFull.code(), -9);
+    assert!(KvError::QueueFull.to_string().contains("did not happen"));
+    testing::queue_full(false);
     s.set("k", "w").unwrap();
 }
 

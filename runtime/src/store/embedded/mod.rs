@@ -1,4 +1,5 @@
-//! The embedded backend: a redb database in the data folder (`kv.redb`).
+//! The embedded backend: a redb database in the data folder (`kv.redb`) that holds the
+//! key-value data, the queues of events and the triggers' small records.
 //!
 //! Each operation is its own write transaction, committed without an `fsync`
 //! (`Durability::None`): visible at once, atomic, and cheap. [`Store::sync`] then makes every
@@ -6,13 +7,22 @@
 //! one of them commits, the others wait for it, and a caller whose writes came after a commit
 //! began waits for the next. That is group commit, and it keeps the promise that a write is
 //! durable before the response that depends on it.
+//!
+//! A key-value write under a watched prefix pushes its change event in the same transaction
+//! (`queues.rs`), so the event and the write are durable together or not at all.
 
+mod queues;
+
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction,
+};
 
+use super::queues::{QueueCounts, QueueKey};
 use super::{KvError, Store};
 
 const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
@@ -23,6 +33,7 @@ pub struct Embedded {
     committed: AtomicU64,
     sync: Mutex<SyncState>,
     synced: Condvar,
+    queues: queues::State,
 }
 
 #[derive(Default)]
@@ -37,6 +48,23 @@ fn failed(e: impl std::fmt::Display) -> KvError {
     KvError::Failed(e.to_string())
 }
 
+/// One write transaction: the key-value table, and the queue tables once needed. What it
+/// changed in the queues is applied to the in-memory counts only once it commits.
+struct Tx<'t> {
+    txn: &'t WriteTransaction,
+    kv: Table<'t, &'static [u8], &'static [u8]>,
+    queue: Option<Table<'t, (&'static str, u64), &'static [u8]>>,
+    /// Changes to queue counts, and queues pushed to.
+    delta: HashMap<QueueKey, Delta>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Delta {
+    pending: i64,
+    dead: i64,
+    pushed: bool,
+}
+
 impl Embedded {
     /// Opens (or creates) the database at `path` with a page cache of `cache_bytes`.
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Embedded, KvError> {
@@ -46,12 +74,15 @@ impl Embedded {
             .map_err(failed)?;
         let txn = db.begin_write().map_err(failed)?;
         txn.open_table(KV).map_err(failed)?;
+        queues::create_tables(&txn)?;
         txn.commit().map_err(failed)?;
+        let queues = queues::State::load(&db)?;
         Ok(Embedded {
             db,
             committed: AtomicU64::new(0),
             sync: Mutex::new(SyncState::default()),
             synced: Condvar::new(),
+            queues,
         })
     }
 
@@ -66,22 +97,25 @@ impl Embedded {
 
     /// Runs `f` in a write transaction committed without waiting for the disk; an error from
     /// `f` aborts it.
-    fn write<R>(
-        &self,
-        f: impl FnOnce(&mut Table<&[u8], &[u8]>) -> Result<R, KvError>,
-    ) -> Result<R, KvError> {
+    fn write<R>(&self, f: impl FnOnce(&mut Tx) -> Result<R, KvError>) -> Result<R, KvError> {
         let mut txn = self.db.begin_write().map_err(failed)?;
         txn.set_durability(Durability::None).map_err(failed)?;
-        let result = {
-            let mut table = txn.open_table(KV).map_err(failed)?;
-            f(&mut table)?
+        let (result, delta) = {
+            let mut tx = Tx {
+                txn: &txn,
+                kv: txn.open_table(KV).map_err(failed)?,
+                queue: None,
+                delta: HashMap::new(),
+            };
+            (f(&mut tx)?, tx.delta)
         };
         txn.commit().map_err(failed)?;
         self.committed.fetch_add(1, SeqCst);
+        self.queues.committed(delta);
         Ok(result)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, SyncState> {
+    fn lock(&self) -> MutexGuard<'_, SyncState> {
         self.sync.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -92,6 +126,11 @@ impl Embedded {
         let covered = self.committed.load(SeqCst);
         txn.commit().map_err(failed)?;
         Ok(covered)
+    }
+
+    /// Whether commits were made since the last durable one.
+    pub fn unsynced(&self) -> bool {
+        self.committed.load(SeqCst) > self.lock().durable
     }
 }
 
@@ -110,12 +149,21 @@ impl Store for Embedded {
         self.read(|t| Ok(t.get(key)?.map(|v| v.value().to_vec())))
     }
 
-    fn set(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
-        self.write(|t| t.insert(key, value).map(drop).map_err(failed))
+    fn set(&self, key: &[u8], value: &[u8], by: Option<&str>) -> Result<(), KvError> {
+        self.write(|tx| {
+            tx.kv.insert(key, value).map_err(failed)?;
+            self.queues.changed(tx, key, Some(value), by)
+        })
     }
 
-    fn delete(&self, key: &[u8]) -> Result<bool, KvError> {
-        self.write(|t| Ok(t.remove(key).map_err(failed)?.is_some()))
+    fn delete(&self, key: &[u8], by: Option<&str>) -> Result<bool, KvError> {
+        self.write(|tx| {
+            let existed = tx.kv.remove(key).map_err(failed)?.is_some();
+            if existed {
+                self.queues.changed(tx, key, None, by)?;
+            }
+            Ok(existed)
+        })
     }
 
     fn exists(&self, key: &[u8]) -> Result<bool, KvError> {
@@ -146,11 +194,14 @@ impl Store for Embedded {
         })
     }
 
-    fn increment(&self, key: &[u8], delta: i64) -> Result<i64, KvError> {
-        self.write(|t| {
-            let current = parse_counter(t.get(key).map_err(failed)?.as_ref().map(|v| v.value()))?;
+    fn increment(&self, key: &[u8], delta: i64, by: Option<&str>) -> Result<i64, KvError> {
+        self.write(|tx| {
+            let current =
+                parse_counter(tx.kv.get(key).map_err(failed)?.as_ref().map(|v| v.value()))?;
             let next = current.checked_add(delta).ok_or(KvError::NotANumber)?;
-            t.insert(key, next.to_string().as_bytes()).map_err(failed)?;
+            let text = next.to_string();
+            tx.kv.insert(key, text.as_bytes()).map_err(failed)?;
+            self.queues.changed(tx, key, Some(text.as_bytes()), by)?;
             Ok(next)
         })
     }
@@ -160,16 +211,19 @@ impl Store for Embedded {
         key: &[u8],
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
+        by: Option<&str>,
     ) -> Result<bool, KvError> {
-        self.write(|t| {
-            let current = t.get(key).map_err(failed)?.map(|v| v.value().to_vec());
+        self.write(|tx| {
+            let current = tx.kv.get(key).map_err(failed)?.map(|v| v.value().to_vec());
             if current.as_deref() != expected {
                 return Ok(false);
             }
             match new {
-                Some(value) => drop(t.insert(key, value).map_err(failed)?),
-                None => drop(t.remove(key).map_err(failed)?),
+                Some(value) => drop(tx.kv.insert(key, value).map_err(failed)?),
+                None if current.is_none() => return Ok(true),
+                None => drop(tx.kv.remove(key).map_err(failed)?),
             }
+            self.queues.changed(tx, key, new, by)?;
             Ok(true)
         })
     }
@@ -195,3 +249,9 @@ impl Store for Embedded {
         }
     }
 }
+
+/// The counts of every queue, shared by the backend's readers and writers.
+type Counts = RwLock<HashMap<QueueKey, QueueCounts>>;
+
+/// Signals by queue, created on first use.
+type Signals = Mutex<HashMap<QueueKey, Arc<event_listener::Event>>>;

@@ -1,5 +1,7 @@
 //! Function configuration and the manifest (`wisp.json`) that lists a folder's functions.
 
+mod events;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,6 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::Limits;
 use crate::router::{Cors, parse_pattern};
+
+pub use events::{
+    Delivery, Events, MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_CONCURRENCY, Subscription, WatchConfig,
+};
 
 /// How one function is served: its routes, methods, CORS, limits and environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +26,8 @@ pub struct FunctionConfig {
     /// A shell command that builds the module, run in the manifest's folder by `wisp up --build`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<String>,
+    /// The HTTP routes it serves; none for a function that only handles events.
+    #[serde(default)]
     pub routes: Vec<String>,
     /// Methods the routes take; empty means any.
     #[serde(default)]
@@ -37,6 +45,21 @@ pub struct FunctionConfig {
     /// Key-value stores shared with every function that names them here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shared_stores: Vec<String>,
+    /// Topics it subscribes to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<Subscription>,
+    /// Topics it may publish to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<String>,
+    /// Its timers: `every 30s`, or cron expressions of 5 or 6 fields, in UTC.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timers: Vec<String>,
+    /// Key-value prefixes whose changes invoke it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watch: Vec<WatchConfig>,
+    /// How its `Prefer: respond-async` calls are delivered.
+    #[serde(default, rename = "async", skip_serializing_if = "Option::is_none")]
+    pub async_calls: Option<Delivery>,
 }
 
 /// Per-function limits; each one left out takes the server's default.
@@ -95,9 +118,16 @@ impl FunctionConfig {
                 self.name
             ));
         }
-        if self.routes.is_empty() {
-            return Err(format!("function `{}` has no routes", self.name));
+        let private = self.private_stores();
+        let events = self.events(&private);
+        if self.routes.is_empty() && !events.any() {
+            return Err(format!(
+                "function `{}` has no routes and no triggers: give it a route, topics, timers or \
+                 watch",
+                self.name
+            ));
         }
+        events.validate()?;
         for (i, route) in self.routes.iter().enumerate() {
             if self.routes[..i].contains(route) {
                 return Err(format!(
@@ -113,7 +143,6 @@ impl FunctionConfig {
                 ));
             }
         }
-        let private = self.private_stores();
         for store in private.iter().chain(&self.shared_stores) {
             if !valid_name(store) {
                 return Err(format!(
@@ -137,6 +166,23 @@ impl FunctionConfig {
             }
         }
         Ok(())
+    }
+
+    /// Its event triggers, with `private` its [`private_stores`](Self::private_stores).
+    pub fn events<'a>(&'a self, private: &'a [String]) -> Events<'a> {
+        Events {
+            function: &self.name,
+            topics: &self.topics,
+            publish: &self.publish,
+            timers: &self.timers,
+            watch: &self.watch,
+            async_calls: self.async_calls.as_ref(),
+            granted: private
+                .iter()
+                .chain(&self.shared_stores)
+                .map(String::as_str)
+                .collect(),
+        }
     }
 
     /// The stores granted in the function's own namespace.

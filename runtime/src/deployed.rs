@@ -1,0 +1,420 @@
+//! The deployed set: the functions that serve, their versions, and the operations that change
+//! them (deploy, rollback, delete). The admin API, the manifest and (later) the fleet change
+//! it; the triggers read it.
+//!
+//! A change goes to the registry first, durably, then swaps the whole route table at once: a
+//! request that already has its function finishes on it, and no request ever sees a route
+//! missing. The same change updates what the events need in the same step: the topic table,
+//! and the key-value watches (so a write made after a deploy returns reaches a new watcher);
+//! then it signals the triggers, which start and stop their dispatchers and timers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use crate::config::FunctionConfig;
+use crate::engine::{Admit, CompileError, Limits, Module, ModuleCache};
+use crate::metrics::FunctionStats;
+use crate::registry::{self, FunctionRecord, Registry, RegistryError, VersionRecord};
+use crate::router::{Route, RouteError, RouteTable};
+use crate::store::queues::{QueueKey, Source, Watch};
+use crate::store::{Backend, Grants, Scoped, namespace};
+use crate::topics::{Allowed, Topics};
+
+/// A function version ready to serve.
+pub struct Function {
+    pub config: FunctionConfig,
+    pub module: Arc<Module>,
+    pub version: u32,
+    pub hash: String,
+    /// Unix seconds.
+    pub deployed_at: u64,
+    /// Shared by all versions of the function.
+    pub stats: Arc<FunctionStats>,
+    /// The environment its configuration adds.
+    pub env: Vec<(String, String)>,
+    /// The stores its configuration grants.
+    pub kv: Option<Arc<Grants>>,
+    /// The topics it may publish to.
+    pub admit: Option<Arc<dyn Admit>>,
+}
+
+impl Function {
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+}
+
+/// Why a deploy, rollback or delete did not happen. Nothing changed.
+#[derive(Debug)]
+pub enum DeployError {
+    Config(String),
+    Module(CompileError),
+    /// Another function serves this route already.
+    Conflict {
+        route: String,
+        function: String,
+    },
+    NotFound(String),
+    Registry(RegistryError),
+    /// The key-value backend failed.
+    Store(String),
+}
+
+impl std::fmt::Display for DeployError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeployError::Config(why) => f.write_str(why),
+            DeployError::Module(e) => e.fmt(f),
+            DeployError::Conflict { route, function } => {
+                write!(
+                    f,
+                    "route `{route}` is already served by function `{function}`"
+                )
+            }
+            DeployError::NotFound(what) => f.write_str(what),
+            DeployError::Registry(e) => e.fmt(f),
+            DeployError::Store(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<RegistryError> for DeployError {
+    fn from(e: RegistryError) -> Self {
+        DeployError::Registry(e)
+    }
+}
+
+/// The route table of the serving functions.
+pub type Table = RouteTable<Arc<Function>>;
+
+/// The deployed functions, and the operations that change them.
+pub struct Deployed {
+    routes: RwLock<Arc<Table>>,
+    /// The serving version of each function. Changed only under `deploying`.
+    functions: Mutex<BTreeMap<String, Arc<Function>>>,
+    stats: Mutex<HashMap<String, Arc<FunctionStats>>>,
+    /// Held through a whole deploy, rollback or delete, so they never interleave.
+    deploying: Mutex<()>,
+    registry: Registry,
+    /// Functions and versions with the same module and limits share its compiled code.
+    modules: ModuleCache,
+    backend: Arc<dyn Backend>,
+    topics: Arc<Topics>,
+    defaults: Limits,
+    /// Counts changes; [`Deployed::changed`] fires after each.
+    generation: AtomicU64,
+    changed: event_listener::Event,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Deployed {
+    pub fn new(
+        registry: Registry,
+        backend: Arc<dyn Backend>,
+        topics: Arc<Topics>,
+        defaults: Limits,
+    ) -> Deployed {
+        Deployed {
+            routes: RwLock::new(Arc::new(Table::default())),
+            functions: Mutex::new(BTreeMap::new()),
+            stats: Mutex::new(HashMap::new()),
+            deploying: Mutex::new(()),
+            registry,
+            modules: ModuleCache::default(),
+            backend,
+            topics,
+            defaults,
+            generation: AtomicU64::new(0),
+            changed: event_listener::Event::new(),
+        }
+    }
+
+    /// How many changes there have been; with [`Deployed::changed`], lets a reader wait for
+    /// the next without missing one.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Relaxed)
+    }
+
+    /// Fires after every change.
+    pub fn changed(&self) -> event_listener::EventListener {
+        self.changed.listen()
+    }
+
+    /// Serves what the registry holds; returns a line for each function that cannot be served.
+    pub fn load(&self) -> Result<Vec<String>, RegistryError> {
+        let _deploying = lock(&self.deploying);
+        let mut problems = Vec::new();
+        let mut functions = lock(&self.functions);
+        for record in self.registry.functions()? {
+            let active = record.active();
+            match self.compile_version(active) {
+                Ok(module) => {
+                    functions.insert(record.name.clone(), self.serving(active, module));
+                }
+                Err(e) => problems.push(format!("function `{}`: {e}", record.name)),
+            }
+        }
+        match self.table(&functions) {
+            Ok(table) => self.swap(table, &functions),
+            Err(e) => problems.push(e.to_string()),
+        }
+        Ok(problems)
+    }
+
+    /// Deploys a new version: validates and compiles it, stores it durably, then serves it.
+    /// Returns the function and whether it is new.
+    pub fn deploy(
+        &self,
+        config: FunctionConfig,
+        wasm: &[u8],
+    ) -> Result<(Arc<Function>, bool), DeployError> {
+        config.validate().map_err(DeployError::Config)?;
+        let limits = config.limits.apply(&self.defaults);
+        // Hashed once, for the module cache and the registry: on a board without SHA
+        // instructions a large module takes milliseconds.
+        let hash = registry::hash(wasm);
+        let module = self
+            .modules
+            .compile(&hash, wasm, limits)
+            .map_err(DeployError::Module)?;
+        let _deploying = lock(&self.deploying);
+        let mut functions = lock(&self.functions);
+        for route in &config.routes {
+            let other = functions
+                .values()
+                .find(|f| f.name() != config.name && f.config.routes.contains(route));
+            if let Some(other) = other {
+                let function = other.name().to_string();
+                return Err(DeployError::Conflict {
+                    route: route.clone(),
+                    function,
+                });
+            }
+        }
+        let (record, created) = self.registry.add_version(config, wasm, hash)?;
+        let function = self.serving(record.active(), module);
+        let (candidate, table) = self.with(&functions, &function)?;
+        self.publish(&mut functions, candidate, table, &function);
+        Ok((function, created))
+    }
+
+    /// Serves `version` of `name` again.
+    pub fn rollback(&self, name: &str, version: u32) -> Result<Arc<Function>, DeployError> {
+        let _deploying = lock(&self.deploying);
+        let record = self.registry.get(name)?.ok_or_else(|| not_found(name))?;
+        let Some(v) = record.version(version) else {
+            let why = format!("function `{name}` has no version {version}");
+            return Err(DeployError::NotFound(why));
+        };
+        let mut functions = lock(&self.functions);
+        let function = self.serving(v, self.compile_version(v)?);
+        let (candidate, table) = self.with(&functions, &function)?;
+        self.registry.set_active(name, version)?;
+        self.publish(&mut functions, candidate, table, &function);
+        Ok(function)
+    }
+
+    /// Stops serving `name` and forgets it.
+    pub fn remove(&self, name: &str) -> Result<(), DeployError> {
+        let _deploying = lock(&self.deploying);
+        if !self.registry.remove(name)? {
+            return Err(not_found(name));
+        }
+        let mut functions = lock(&self.functions);
+        functions.remove(name);
+        let table = self
+            .table(&functions)
+            .expect("removing a function cannot add a conflict");
+        self.swap(table, &functions);
+        lock(&self.stats).remove(name);
+        drop(functions);
+        // Its queues go with it: nothing could deliver them now.
+        let gone: Vec<_> = self
+            .backend
+            .queues()
+            .into_iter()
+            .filter(|(queue, _)| queue.function == name)
+            .map(|(queue, _)| crate::store::queues::QueueOp::Drop { queue })
+            .collect();
+        self.backend
+            .apply(gone)
+            .and_then(|()| self.backend.sync())
+            .map_err(|e| DeployError::Store(format!("function `{name}` is deleted, but: {e}")))?;
+        Ok(())
+    }
+
+    /// The serving version of every function, by name.
+    pub fn functions(&self) -> Vec<Arc<Function>> {
+        lock(&self.functions).values().cloned().collect()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Function>> {
+        lock(&self.functions).get(name).cloned()
+    }
+
+    /// The registry's record of `name`: all kept versions.
+    pub fn record(&self, name: &str) -> Result<Option<FunctionRecord>, RegistryError> {
+        self.registry.get(name)
+    }
+
+    /// The route table now.
+    pub fn routes(&self) -> Arc<Table> {
+        self.routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A namespace of a store, for the operator: `owner` is a function's name, or `None` for
+    /// the store's shared namespace.
+    pub fn kv_namespace(&self, store: &str, owner: Option<&str>) -> Scoped {
+        Scoped::new(self.backend.clone().as_store(), namespace(store, owner))
+    }
+
+    /// The stats of `name`, by name: a function that is not deployed has none.
+    pub fn stats(&self, name: &str) -> Option<Arc<FunctionStats>> {
+        lock(&self.stats).get(name).cloned()
+    }
+
+    fn stats_for(&self, name: &str) -> Arc<FunctionStats> {
+        lock(&self.stats)
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn compile_version(&self, v: &VersionRecord) -> Result<Arc<Module>, DeployError> {
+        let limits = v.config.limits.apply(&self.defaults);
+        if let Some(module) = self.modules.get(&v.hash, &limits) {
+            return Ok(module);
+        }
+        let wasm = self.registry.module(&v.hash)?;
+        let module = self.modules.compile(&v.hash, &wasm, limits);
+        module.map_err(DeployError::Module)
+    }
+
+    /// The function that serves version `v` with its compiled `module`.
+    fn serving(&self, v: &VersionRecord, module: Arc<Module>) -> Arc<Function> {
+        let config = v.config.clone();
+        let (private, shared) = (config.private_stores(), &config.shared_stores);
+        let store = self.backend.clone().as_store();
+        let grants = Grants::new(&store, &config.name, &private, shared);
+        let admit = (!config.publish.is_empty()).then(|| {
+            let allowed = Allowed {
+                topics: self.topics.clone(),
+                list: config.publish.clone(),
+            };
+            Arc::new(allowed) as Arc<dyn Admit>
+        });
+        Arc::new(Function {
+            env: config.env_pairs(),
+            kv: (!grants.is_empty()).then(|| Arc::new(grants)),
+            admit,
+            stats: self.stats_for(&config.name),
+            module,
+            version: v.version,
+            hash: v.hash.clone(),
+            deployed_at: v.deployed_at,
+            config,
+        })
+    }
+
+    /// The functions with `function` in, and their route table; nothing changes yet.
+    fn with(
+        &self,
+        functions: &BTreeMap<String, Arc<Function>>,
+        function: &Arc<Function>,
+    ) -> Result<(BTreeMap<String, Arc<Function>>, Table), DeployError> {
+        let mut candidate = functions.clone();
+        candidate.insert(function.name().to_string(), function.clone());
+        let table = self.table(&candidate)?;
+        Ok((candidate, table))
+    }
+
+    /// Serves `candidate` from now on.
+    fn publish(
+        &self,
+        functions: &mut BTreeMap<String, Arc<Function>>,
+        candidate: BTreeMap<String, Arc<Function>>,
+        table: Table,
+        changed: &Function,
+    ) {
+        *functions = candidate;
+        self.swap(table, functions);
+        changed
+            .stats
+            .deploys
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The route table of `functions`, or the conflict that prevents it.
+    fn table(&self, functions: &BTreeMap<String, Arc<Function>>) -> Result<Table, DeployError> {
+        let routes = functions
+            .values()
+            .flat_map(|f| {
+                f.config.routes.iter().map(|pattern| Route {
+                    pattern: pattern.clone(),
+                    methods: f.config.methods.clone(),
+                    cors: f.config.cors.clone(),
+                    target: f.clone(),
+                })
+            })
+            .collect();
+        RouteTable::new(routes).map_err(|e| match e {
+            RouteError::Duplicate(route) => {
+                let mut owners = functions
+                    .values()
+                    .filter(|f| f.config.routes.contains(&route));
+                let function = owners
+                    .next()
+                    .map_or_else(String::new, |f| f.name().to_string());
+                DeployError::Conflict { route, function }
+            }
+            RouteError::Invalid(_) => DeployError::Config(e.to_string()),
+        })
+    }
+
+    /// Serves `functions` through `table` from now on, with their topics and watches.
+    fn swap(&self, table: Table, functions: &BTreeMap<String, Arc<Function>>) {
+        *self.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+        self.topics.set_subscriptions(
+            functions
+                .values()
+                .flat_map(|f| f.config.topics.iter().map(|s| (f.name(), s.topic.as_str()))),
+        );
+        self.backend
+            .set_watches(watches(functions.values()), self.topics.cap());
+        self.generation.fetch_add(1, Relaxed);
+        self.changed.notify(usize::MAX);
+    }
+}
+
+/// The key-value watches of `functions`, each in the namespace its function sees the store in.
+fn watches<'a>(functions: impl Iterator<Item = &'a Arc<Function>>) -> Vec<Watch> {
+    let mut list = Vec::new();
+    for f in functions {
+        let name = f.name();
+        for w in &f.config.watch {
+            let shared = f.config.shared_stores.contains(&w.store);
+            let owner = (!shared).then_some(name);
+            let source = Source::Kv {
+                store: w.store.clone(),
+                prefix: w.prefix.clone(),
+            };
+            list.push(Watch {
+                namespace: namespace(&w.store, owner),
+                prefix: w.prefix.clone().into_bytes(),
+                queue: QueueKey::new(name, source),
+            });
+        }
+    }
+    list
+}
+
+fn not_found(name: &str) -> DeployError {
+    DeployError::NotFound(format!("no function `{name}`"))
+}

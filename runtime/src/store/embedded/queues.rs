@@ -1,0 +1,450 @@
+//! The embedded backend's queues: tables beside the key-value data in the same database, so
+//! that a watched write and its change event share a transaction, and an invocation's
+//! published messages and the acknowledgement of the message it handled share a commit.
+//!
+//! Tables: `queue` and `dead`, keyed by (queue, sequence number), hold the entries and the
+//! dead letters ([`codec`]); `results` (id) and `results_by_time` (finished, id) the results of
+//! asynchronous calls; `timers` the last tick each timer ran for. The counts of every queue are
+//! kept in memory, loaded at open by one scan, so that admission checks never read the disk.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, RwLock};
+
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
+
+use super::{Counts, Delta, Embedded, Signals, Tx, failed};
+use crate::store::codec;
+use crate::store::queues::{
+    Body, CallResult, DeadLetter, Entry, QueueCounts, QueueKey, QueueOp, Queues, Watch,
+};
+use crate::store::{KvError, unix_ms};
+
+const QUEUE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue");
+const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead");
+const RESULTS: TableDefinition<&str, &[u8]> = TableDefinition::new("results");
+const RESULTS_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("results_by_time");
+const TIMERS: TableDefinition<&str, u64> = TableDefinition::new("timers");
+
+/// Dead letters kept per queue; past it, the oldest go.
+pub const MAX_DEAD_LETTERS: u64 = 1000;
+
+pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), KvError> {
+    txn.open_table(QUEUE).map_err(failed)?;
+    txn.open_table(DEAD).map_err(failed)?;
+    txn.open_table(RESULTS).map_err(failed)?;
+    txn.open_table(RESULTS_BY_TIME).map_err(failed)?;
+    txn.open_table(TIMERS).map_err(failed)?;
+    Ok(())
+}
+
+/// What the backend keeps in memory about its queues.
+pub(super) struct State {
+    watches: RwLock<Arc<Watches>>,
+    counts: Counts,
+    signals: Signals,
+    /// The next sequence number: one counter for all queues, so a message's copies and the
+    /// entries of one queue all sort in push order.
+    next_seq: AtomicU64,
+}
+
+#[derive(Default)]
+struct Watches {
+    list: Vec<Watch>,
+    cap: u64,
+}
+
+impl State {
+    /// Counts what the queues hold, and finds where sequence numbers go on.
+    pub(super) fn load(db: &Database) -> Result<State, KvError> {
+        let txn = db.begin_read().map_err(failed)?;
+        let mut counts: HashMap<QueueKey, QueueCounts> = HashMap::new();
+        let mut last_seq = 0;
+        for (definition, dead) in [(QUEUE, false), (DEAD, true)] {
+            let table = txn.open_table(definition).map_err(failed)?;
+            for item in table.iter().map_err(failed)? {
+                let (key, _) = item.map_err(failed)?;
+                let (queue, seq) = key.value();
+                last_seq = last_seq.max(seq);
+                let Some(queue) = QueueKey::decode(queue) else {
+                    continue;
+                };
+                let count = counts.entry(queue).or_default();
+                if dead {
+                    count.dead += 1;
+                } else {
+                    count.pending += 1;
+                }
+            }
+        }
+        Ok(State {
+            watches: RwLock::default(),
+            counts: RwLock::new(counts),
+            signals: Signals::default(),
+            next_seq: AtomicU64::new(last_seq + 1),
+        })
+    }
+
+    fn watches(&self) -> Arc<Watches> {
+        self.watches
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn count(&self, queue: &QueueKey) -> QueueCounts {
+        let counts = self.counts.read().unwrap_or_else(|e| e.into_inner());
+        counts.get(queue).copied().unwrap_or_default()
+    }
+
+    /// Pushes the change of `key` (to `value`, or deleted) to every watcher of it but `by`.
+    pub(super) fn changed(
+        &self,
+        tx: &mut Tx,
+        key: &[u8],
+        value: Option<&[u8]>,
+        by: Option<&str>,
+    ) -> Result<(), KvError> {
+        let watches = self.watches();
+        for watch in &watches.list {
+            let Some(rest) = key.strip_prefix(watch.namespace.as_slice()) else {
+                continue;
+            };
+            if !rest.starts_with(&watch.prefix) || by == Some(watch.queue.function.as_str()) {
+                continue;
+            }
+            let queued = self.count(&watch.queue).pending as i64
+                + tx.delta.get(&watch.queue).map_or(0, |d| d.pending);
+            if queued >= watches.cap as i64 {
+                return Err(KvError::QueueFull);
+            }
+            let body = Body::Change {
+                key: rest.to_vec(),
+                deleted: value.is_none(),
+            };
+            self.push(tx, &watch.queue, None, body, value.unwrap_or_default())?;
+        }
+        Ok(())
+    }
+
+    /// Adds an entry at the end of `queue`; its id is `id`, or made from its time and place.
+    fn push(
+        &self,
+        tx: &mut Tx,
+        queue: &QueueKey,
+        id: Option<&str>,
+        body: Body,
+        payload: &[u8],
+    ) -> Result<(), KvError> {
+        let seq = self.next_seq.fetch_add(1, SeqCst);
+        let now = unix_ms();
+        let entry = Entry {
+            seq,
+            id: id.map_or_else(|| format!("{now:x}-{seq:x}"), str::to_string),
+            attempts: 0,
+            not_before: 0,
+            pushed_at: now,
+            body,
+            payload: payload.to_vec(),
+        };
+        let name = queue.encode();
+        tx.queue()?
+            .insert((name.as_str(), seq), codec::entry(&entry).as_slice())
+            .map_err(failed)?;
+        let delta = tx.delta.entry(queue.clone()).or_default();
+        delta.pending += 1;
+        delta.pushed = true;
+        Ok(())
+    }
+
+    /// Applies a committed transaction's changes to the counts, and wakes the queues' readers.
+    pub(super) fn committed(&self, delta: HashMap<QueueKey, Delta>) {
+        if delta.is_empty() {
+            return;
+        }
+        let mut pushed = Vec::new();
+        {
+            let mut counts = self.counts.write().unwrap_or_else(|e| e.into_inner());
+            for (queue, d) in delta {
+                let count = counts.entry(queue.clone()).or_default();
+                count.pending = count.pending.saturating_add_signed(d.pending);
+                count.dead = count.dead.saturating_add_signed(d.dead);
+                if *count == QueueCounts::default() {
+                    counts.remove(&queue);
+                }
+                if d.pushed {
+                    pushed.push(queue);
+                }
+            }
+        }
+        let signals = self.signals.lock().unwrap_or_else(|e| e.into_inner());
+        for queue in pushed {
+            if let Some(signal) = signals.get(&queue) {
+                signal.notify(usize::MAX);
+            }
+        }
+    }
+}
+
+impl<'t> Tx<'t> {
+    fn queue(
+        &mut self,
+    ) -> Result<&mut redb::Table<'t, (&'static str, u64), &'static [u8]>, KvError> {
+        if self.queue.is_none() {
+            self.queue = Some(self.txn.open_table(QUEUE).map_err(failed)?);
+        }
+        Ok(self.queue.as_mut().expect("just opened"))
+    }
+}
+
+fn range(name: &str) -> std::ops::RangeInclusive<(&str, u64)> {
+    (name, 0)..=(name, u64::MAX)
+}
+
+impl Embedded {
+    fn apply_one(
+        &self,
+        tx: &mut Tx,
+        dead: &mut redb::Table<(&str, u64), &[u8]>,
+        op: QueueOp,
+    ) -> Result<(), KvError> {
+        let state = &self.queues;
+        match op {
+            QueueOp::Push(push) => {
+                state.push(tx, &push.queue, Some(&push.id), push.body, &push.payload)?;
+            }
+            QueueOp::Ack { queue, seq } => {
+                let name = queue.encode();
+                if tx
+                    .queue()?
+                    .remove((name.as_str(), seq))
+                    .map_err(failed)?
+                    .is_some()
+                {
+                    tx.delta.entry(queue).or_default().pending -= 1;
+                }
+            }
+            QueueOp::Retry {
+                queue,
+                seq,
+                attempts,
+                not_before,
+            } => {
+                let name = queue.encode();
+                let table = tx.queue()?;
+                let stored = table.get((name.as_str(), seq)).map_err(failed)?;
+                if let Some(mut bytes) = stored.map(|v| v.value().to_vec()) {
+                    codec::set_retry(&mut bytes, attempts, not_before);
+                    table
+                        .insert((name.as_str(), seq), bytes.as_slice())
+                        .map_err(failed)?;
+                }
+            }
+            QueueOp::Bury {
+                queue,
+                seq,
+                attempts,
+                error,
+            } => {
+                let name = queue.encode();
+                let removed = tx.queue()?.remove((name.as_str(), seq)).map_err(failed)?;
+                let Some(entry) = removed.and_then(|v| codec::decode_entry(v.value(), seq)) else {
+                    return Ok(());
+                };
+                let letter = DeadLetter {
+                    entry: Entry { attempts, ..entry },
+                    error,
+                    dead_at: unix_ms(),
+                };
+                dead.insert((name.as_str(), seq), codec::dead_letter(&letter).as_slice())
+                    .map_err(failed)?;
+                let buried = state.count(&queue).dead as i64
+                    + 1
+                    + tx.delta.get(&queue).map_or(0, |d| d.dead);
+                let delta = tx.delta.entry(queue).or_default();
+                delta.pending -= 1;
+                delta.dead += 1;
+                // Past the cap, the oldest dead letters go.
+                let mut excess = buried - MAX_DEAD_LETTERS as i64;
+                while excess > 0 {
+                    let oldest = match dead.range(range(&name)).map_err(failed)?.next() {
+                        Some(item) => item.map_err(failed)?.0.value().1,
+                        None => break,
+                    };
+                    dead.remove((name.as_str(), oldest)).map_err(failed)?;
+                    delta.dead -= 1;
+                    excess -= 1;
+                }
+            }
+            QueueOp::Replay { queue, seq } => {
+                let name = queue.encode();
+                let removed = dead.remove((name.as_str(), seq)).map_err(failed)?;
+                let Some(letter) = removed.and_then(|v| codec::decode_dead_letter(v.value(), seq))
+                else {
+                    return Ok(());
+                };
+                let entry = Entry {
+                    attempts: 0,
+                    not_before: 0,
+                    ..letter.entry
+                };
+                tx.queue()?
+                    .insert((name.as_str(), seq), codec::entry(&entry).as_slice())
+                    .map_err(failed)?;
+                let delta = tx.delta.entry(queue).or_default();
+                delta.dead -= 1;
+                delta.pending += 1;
+                delta.pushed = true;
+            }
+            QueueOp::Purge { queue, seq } => {
+                let name = queue.encode();
+                if dead.remove((name.as_str(), seq)).map_err(failed)?.is_some() {
+                    tx.delta.entry(queue).or_default().dead -= 1;
+                }
+            }
+            QueueOp::SetResult { id, result } => {
+                let mut results = tx.txn.open_table(RESULTS).map_err(failed)?;
+                results
+                    .insert(id.as_str(), codec::call_result(&result).as_slice())
+                    .map_err(failed)?;
+                if let Some(done) = &result.done {
+                    let mut by_time = tx.txn.open_table(RESULTS_BY_TIME).map_err(failed)?;
+                    by_time.insert((done.at, id.as_str()), ()).map_err(failed)?;
+                }
+            }
+            QueueOp::Drop { queue } => {
+                let name = queue.encode();
+                let count = state.count(&queue);
+                tx.queue()?
+                    .retain_in(range(&name), |_, _| false)
+                    .map_err(failed)?;
+                dead.retain_in(range(&name), |_, _| false).map_err(failed)?;
+                let delta = tx.delta.entry(queue).or_default();
+                delta.pending = -(count.pending as i64);
+                delta.dead = -(count.dead as i64);
+            }
+        }
+        Ok(())
+    }
+
+    fn read_queue<T>(
+        &self,
+        definition: TableDefinition<(&str, u64), &[u8]>,
+        queue: &QueueKey,
+        limit: usize,
+        decode: impl Fn(&[u8], u64) -> Option<T>,
+    ) -> Result<Vec<T>, KvError> {
+        let txn = self.db.begin_read().map_err(failed)?;
+        let table = txn.open_table(definition).map_err(failed)?;
+        let name = queue.encode();
+        let mut out = Vec::new();
+        for item in table.range(range(&name)).map_err(failed)?.take(limit) {
+            let (key, value) = item.map_err(failed)?;
+            if let Some(decoded) = decode(value.value(), key.value().1) {
+                out.push(decoded);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Queues for Embedded {
+    fn set_watches(&self, watches: Vec<Watch>, cap: u64) {
+        let watches = Arc::new(Watches { list: watches, cap });
+        *self
+            .queues
+            .watches
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = watches;
+    }
+
+    fn apply(&self, ops: Vec<QueueOp>) -> Result<(), KvError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            let txn = tx.txn;
+            let mut dead = txn.open_table(DEAD).map_err(failed)?;
+            for op in ops {
+                self.apply_one(tx, &mut dead, op)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn peek(&self, queue: &QueueKey, n: usize) -> Result<Vec<Entry>, KvError> {
+        self.read_queue(QUEUE, queue, n, codec::decode_entry)
+    }
+
+    fn counts(&self, queue: &QueueKey) -> QueueCounts {
+        self.queues.count(queue)
+    }
+
+    fn queues(&self) -> Vec<(QueueKey, QueueCounts)> {
+        let counts = self.queues.counts.read().unwrap_or_else(|e| e.into_inner());
+        let mut list: Vec<_> = counts.iter().map(|(q, c)| (q.clone(), *c)).collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list
+    }
+
+    fn dead_letters(&self, queue: &QueueKey, limit: usize) -> Result<Vec<DeadLetter>, KvError> {
+        self.read_queue(DEAD, queue, limit, codec::decode_dead_letter)
+    }
+
+    fn signal(&self, queue: &QueueKey) -> Arc<event_listener::Event> {
+        let mut signals = self
+            .queues
+            .signals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        signals.entry(queue.clone()).or_default().clone()
+    }
+
+    fn result(&self, id: &str) -> Result<Option<CallResult>, KvError> {
+        let txn = self.db.begin_read().map_err(failed)?;
+        let table = txn.open_table(RESULTS).map_err(failed)?;
+        let stored = table.get(id).map_err(failed)?;
+        Ok(stored.and_then(|v| codec::decode_call_result(v.value())))
+    }
+
+    fn expire_results(&self, before: u64, keep: usize) -> Result<usize, KvError> {
+        self.write(|tx| {
+            let mut by_time = tx.txn.open_table(RESULTS_BY_TIME).map_err(failed)?;
+            let mut results = tx.txn.open_table(RESULTS).map_err(failed)?;
+            let total = by_time.len().map_err(failed)? as usize;
+            let mut excess = total.saturating_sub(keep);
+            let mut gone = Vec::new();
+            for item in by_time.iter().map_err(failed)? {
+                let (key, _) = item.map_err(failed)?;
+                let (at, id) = key.value();
+                if at >= before && excess == 0 {
+                    break;
+                }
+                excess = excess.saturating_sub(1);
+                gone.push((at, id.to_string()));
+            }
+            for (at, id) in &gone {
+                by_time.remove((*at, id.as_str())).map_err(failed)?;
+                results.remove(id.as_str()).map_err(failed)?;
+            }
+            Ok(gone.len())
+        })
+    }
+
+    fn timer_tick(&self, timer: &str) -> Result<Option<u64>, KvError> {
+        let txn = self.db.begin_read().map_err(failed)?;
+        let table = txn.open_table(TIMERS).map_err(failed)?;
+        Ok(table.get(timer).map_err(failed)?.map(|v| v.value()))
+    }
+
+    fn set_timer_tick(&self, timer: &str, at: u64) -> Result<(), KvError> {
+        self.write(|tx| {
+            let mut table = tx.txn.open_table(TIMERS).map_err(failed)?;
+            table.insert(timer, at).map_err(failed)?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,247 @@
+//! The dispatcher of one durable queue: it delivers the entries, oldest first, each as an
+//! invocation of the queue's function, at most `concurrency` at once, and settles each one:
+//! acknowledged with the invocation's own commit when it succeeds, tried again after a backoff
+//! that doubles when it fails, moved to the dead letters after `max_attempts`.
+//!
+//! The dispatcher looks at the first `concurrency` entries of the queue (its window) and starts
+//! those that are due and not yet in flight; an entry waiting out its backoff keeps its place.
+//! With a concurrency of 1 the queue is therefore delivered strictly in order: a failing
+//! message holds back the ones behind it until it succeeds or is buried.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use smol::Timer;
+use smol::future::FutureExt as _;
+
+use super::{Context, Settings, events, lock};
+use crate::config::MAX_BACKOFF_MS;
+use crate::http::Body as HttpBody;
+use crate::invoke::{Invoked, Output};
+use crate::metrics::QueueStats;
+use crate::store::queues::{CallResult, Entry, Finished, QueueKey, QueueOp, Source};
+use crate::store::unix_ms;
+
+/// How long a delivery that found the pool full waits before it is tried again. It is not
+/// counted as an attempt: nothing ran.
+const BUSY_WAIT: Duration = Duration::from_millis(50);
+/// How long the dispatcher waits after the backend failed to read its queue.
+const READ_FAILED_WAIT: Duration = Duration::from_secs(1);
+
+/// What a queue keeps across restarts of its dispatcher.
+#[derive(Default)]
+pub struct QueueState {
+    pub stats: QueueStats,
+    /// The entries being delivered now, by sequence number.
+    in_flight: Mutex<HashSet<u64>>,
+    /// Fires when a delivery ends.
+    done: event_listener::Event,
+}
+
+/// Delivers `queue` until the task is dropped.
+pub(super) async fn dispatch(ctx: Arc<Context>, queue: QueueKey, settings: Settings) {
+    let signal = ctx.backend.signal(&queue);
+    let state = ctx.queue_state(&queue);
+    loop {
+        // Listening first: a push or a finished delivery between the read and the wait still
+        // wakes this loop.
+        let pushed = signal.listen();
+        let finished = state.done.listen();
+        let window = match ctx.backend.peek(&queue, settings.concurrency as usize) {
+            Ok(window) => window,
+            Err(e) => {
+                eprintln!("wisp: warning: cannot read the queue {queue}: {e}");
+                Timer::after(READ_FAILED_WAIT).await;
+                continue;
+            }
+        };
+        let now = unix_ms();
+        let mut wake_at = None;
+        for entry in window {
+            if entry.not_before > now {
+                wake_at =
+                    Some(wake_at.map_or(entry.not_before, |at: u64| at.min(entry.not_before)));
+                continue;
+            }
+            if !lock(&state.in_flight).insert(entry.seq) {
+                continue;
+            }
+            state.stats.in_flight.fetch_add(1, Relaxed);
+            let delivery = deliver(ctx.clone(), queue.clone(), settings, entry, state.clone());
+            ctx.ex.spawn(delivery).detach();
+        }
+        let due = async {
+            match wake_at {
+                Some(at) => {
+                    let wait = Duration::from_millis(at.saturating_sub(unix_ms()));
+                    Timer::at(Instant::now() + wait).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        pushed.or(finished).or(due).await;
+    }
+}
+
+/// Delivers one entry and settles it; the entry is in `state`'s in-flight set until then.
+async fn deliver(
+    ctx: Arc<Context>,
+    queue: QueueKey,
+    settings: Settings,
+    entry: Entry,
+    state: Arc<QueueState>,
+) {
+    let seq = entry.seq;
+    let busy = deliver_once(&ctx, &queue, settings, entry, &state.stats).await;
+    if busy {
+        Timer::after(BUSY_WAIT).await;
+    }
+    lock(&state.in_flight).remove(&seq);
+    state.stats.in_flight.fetch_sub(1, Relaxed);
+    state.done.notify(usize::MAX);
+}
+
+/// Returns true if the pool was full and nothing ran.
+async fn deliver_once(
+    ctx: &Context,
+    queue: &QueueKey,
+    settings: Settings,
+    entry: Entry,
+    stats: &QueueStats,
+) -> bool {
+    // The serving version: a redeploy takes over the queue from its next delivery. A function
+    // that is gone has had its queues dropped.
+    let Some(function) = ctx.deployed.get(&queue.function) else {
+        return false;
+    };
+    let call = queue.source == Source::Async;
+    let attempt = entry.attempts + 1;
+    let last = attempt >= settings.max_attempts;
+    let invocation = events::delivery(&function, &queue.source, &entry);
+    let output = if call {
+        Output::Response
+    } else {
+        Output::Event
+    };
+    let settle_queue = queue.clone();
+    let (seq, id, pushed_at) = (entry.seq, entry.id.clone(), entry.pushed_at);
+    let settle = Box::new(move |invoked: &Invoked| {
+        let queue = settle_queue;
+        let ack = QueueOp::Ack {
+            queue: queue.clone(),
+            seq,
+        };
+        match &invoked.failure {
+            Some(_) if call && last => vec![finished(&id, &queue, pushed_at, invoked), ack],
+            None if call => vec![finished(&id, &queue, pushed_at, invoked), ack],
+            None => vec![ack],
+            Some(why) if last => vec![QueueOp::Bury {
+                queue,
+                seq,
+                attempts: attempt,
+                error: why.clone(),
+            }],
+            Some(_) => vec![QueueOp::Retry {
+                queue,
+                seq,
+                attempts: attempt,
+                not_before: unix_ms() + backoff(settings.backoff_ms, attempt),
+            }],
+        }
+    });
+    if call {
+        lock(&ctx.running_calls).insert(entry.id.clone());
+    }
+    let invoked = ctx
+        .invoker
+        .invoke(&function, invocation, output, Some(settle))
+        .await;
+    if call {
+        lock(&ctx.running_calls).remove(&entry.id);
+    }
+    let Ok(invoked) = invoked else {
+        return true;
+    };
+    let log = &function.stats.log;
+    let what = match &queue.source {
+        Source::Async => "an async call".to_string(),
+        source => format!("{source} message {}", entry.id),
+    };
+    match invoked.failure {
+        None => {
+            let latency = unix_ms().saturating_sub(entry.pushed_at);
+            stats.delivered_after(Duration::from_millis(latency));
+            log.push(
+                function.name(),
+                &format!("wisp: delivered {what} (attempt {attempt})"),
+            );
+        }
+        Some(why) if last && !call => {
+            stats.dead_lettered.fetch_add(1, Relaxed);
+            log.push(
+                function.name(),
+                &format!("wisp: {what} failed {attempt} times ({why}); moved to dead letters"),
+            );
+        }
+        Some(why) if last => {
+            log.push(
+                function.name(),
+                &format!("wisp: {what} failed ({why}); that is its result"),
+            );
+        }
+        Some(why) => {
+            stats.retried.fetch_add(1, Relaxed);
+            let wait = backoff(settings.backoff_ms, attempt);
+            log.push(
+                function.name(),
+                &format!("wisp: {what} attempt {attempt} failed ({why}); retry in {wait} ms"),
+            );
+        }
+    }
+    false
+}
+
+/// The wait after the `attempt`th failure: `first`, doubled for each further one, at most a
+/// day.
+fn backoff(first: u64, attempt: u32) -> u64 {
+    let doublings = attempt.saturating_sub(1).min(40);
+    first.saturating_mul(1 << doublings).min(MAX_BACKOFF_MS)
+}
+
+/// The op that records an asynchronous call's response as its result.
+fn finished(id: &str, queue: &QueueKey, accepted_at: u64, invoked: &Invoked) -> QueueOp {
+    let response = &invoked.response;
+    let body = match &response.body {
+        HttpBody::Bytes(bytes) => bytes.clone(),
+        HttpBody::Stream(_) => Vec::new(),
+    };
+    QueueOp::SetResult {
+        id: id.to_string(),
+        result: CallResult {
+            function: queue.function.clone(),
+            accepted_at,
+            done: Some(Finished {
+                at: unix_ms(),
+                status: response.status,
+                headers: response.headers.clone(),
+                body,
+            }),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+
+    #[test]
+    fn backoff_doubles_up_to_a_day() {
+        assert_eq!(backoff(1000, 1), 1000);
+        assert_eq!(backoff(1000, 2), 2000);
+        assert_eq!(backoff(1000, 4), 8000);
+        assert_eq!(backoff(0, 9), 0);
+        assert_eq!(backoff(1000, 99), 86_400_000);
+    }
+}
