@@ -73,6 +73,18 @@ pub struct QueueStats {
 }
 
 impl QueueStats {
+    /// Whether nothing was ever delivered, retried or buried, and nothing is in flight.
+    pub fn untouched(&self) -> bool {
+        [
+            &self.delivered,
+            &self.retried,
+            &self.dead_lettered,
+            &self.in_flight,
+        ]
+        .iter()
+        .all(|n| n.load(Relaxed) == 0)
+    }
+
     pub fn delivered_after(&self, latency: Duration) {
         self.delivered.fetch_add(1, Relaxed);
         let seconds = latency.as_secs_f64();

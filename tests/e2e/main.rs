@@ -12,4 +12,5 @@ mod limits;
 mod memory;
 mod sdk;
 mod support;
+mod topics;
 mod wire;

@@ -96,7 +96,8 @@ pub fn examples() -> Vec<String> {
 }
 
 impl Server {
-    /// Starts `wisp up` on an ephemeral loopback port serving `functions`.
+    /// Starts `wisp up` on an ephemeral loopback port serving `functions`, with the admin token
+    /// [`TOKEN`].
     pub fn start(functions: &[String], args: &[&str]) -> Server {
         let dir = TempDir::new();
         let manifest = dir.0.join("wisp.json");
@@ -108,6 +109,7 @@ impl Server {
             .args(["--board", "none", "--listen", "127.0.0.1:0", "--data"])
             .arg(dir.0.join("data"));
         command.args(args).arg(&manifest);
+        command.env("WISP_TOKEN", TOKEN);
         Server::spawn(command, Some(dir))
     }
 
@@ -281,5 +283,58 @@ impl Reply {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Polls `check` every 20 ms until it returns something, for at most `seconds`; panics with
+/// `what` if it never does. For what a server does in the background (deliveries, timers).
+pub fn eventually<T>(seconds: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up after {seconds} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Server {
+    /// Deploys `module` as `name` with its whole configuration as JSON (the manifest's keys).
+    pub fn deploy_json(&self, name: &str, module: &str, config: &str) -> Reply {
+        let wasm = std::fs::read(crate::support::module(module)).unwrap();
+        let auth = format!("Bearer {TOKEN}");
+        let headers = [("Authorization", auth.as_str()), ("Wisp-Config", config)];
+        self.request("PUT", &format!("/_wisp/functions/{name}"), &headers, &wasm)
+    }
+
+    /// The lines the `events` test function deployed as `name` recorded, oldest first (its
+    /// route must be `/{name}/...`).
+    pub fn recorded(&self, name: &str) -> Vec<String> {
+        let reply = self.get(&format!("/{name}/log"));
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.body.lines().map(str::to_string).collect()
+    }
+
+    /// A key's value in a store, as the operator reads it; `None` if missing.
+    pub fn kv_get(&self, store: &str, namespace: &str, key: &str) -> Option<String> {
+        let reply = self.admin("GET", &format!("/_wisp/kv/{store}/{namespace}/{key}"), b"");
+        match reply.status {
+            200 => Some(reply.body),
+            404 => None,
+            _ => panic!("kv get {key}: {reply:?}"),
+        }
+    }
+
+    /// The value of one metric line, by its name and labels as printed (`name{labels}`).
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let reply = self.admin("GET", "/_wisp/metrics", b"");
+        reply.body.lines().find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().unwrap())
+        })
     }
 }

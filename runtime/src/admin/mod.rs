@@ -107,8 +107,15 @@ pub fn function_info(f: &Function) -> Value {
         "env": c.env,
         "stores": c.private_stores(),
         "shared_stores": c.shared_stores,
+        "topics": c.topics,
+        "publish": c.publish,
+        "timers": c.timers,
+        "watch": c.watch,
         "deployed_at": f.deployed_at,
     });
+    if let Some(delivery) = &c.async_calls {
+        info["async"] = json!(delivery);
+    }
     if let Some(cors) = &c.cors {
         info["cors"] = json!(cors);
     }

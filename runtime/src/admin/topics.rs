@@ -260,14 +260,17 @@ pub fn metrics(admin: &Admin) -> String {
         queues.entry(queue.clone()).or_default();
     }
     let states: BTreeMap<QueueKey, _> = states.into_iter().collect();
+    // Every function with a route has a queue of asynchronous calls; most never get one.
     let held: Vec<_> = queues
         .iter()
         .map(|(queue, counts)| {
-            (
-                queue,
-                *counts,
-                states.get(queue).cloned().unwrap_or_default(),
-            )
+            let state = states.get(queue).cloned().unwrap_or_default();
+            (queue, *counts, state)
+        })
+        .filter(|(queue, counts, state)| {
+            queue.source != Source::Async
+                || *counts != QueueCounts::default()
+                || !state.stats.untouched()
         })
         .collect();
     let figures: Vec<QueueFigures> = held

@@ -11,15 +11,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::remote::{Common, Syntax, call, parse, server_error, server_help};
+use super::remote::{Common, Syntax, call, json_help, parse, server_error, server_help};
 use super::{Error, client, table};
-
-/// The `--json` line of the commands that have it.
-macro_rules! json_help {
-    () => {
-        "      --json                 Print the server's JSON answer instead\n"
-    };
-}
 
 pub const DEPLOY_HELP: &str = concat!(
     "\
@@ -43,6 +36,10 @@ Options:
       --store <NAME>         A key-value store it may use, in its own namespace (repeatable)
                              [default: default]
       --shared-store <NAME>  A store it shares with the functions that name it so (repeatable)
+      --topic <TOPIC>        A topic it subscribes to (repeatable)
+      --publish <TOPIC>      A topic it may publish to (repeatable)
+      --timer <SCHEDULE>     A timer: `every 30s` or a cron expression, UTC (repeatable)
+      --watch <STORE:PREFIX> Keys whose changes invoke it (repeatable)
       --fuel <N>             Its fuel (CPU) per request [default: the server's]
       --timeout-ms <MS>      Its wall-clock deadline per request [default: the server's]
       --memory-mb <MB>       Its linear memory cap [default: the server's]
@@ -128,25 +125,28 @@ Options:
 );
 
 /// Reads a JSON answer as `T`, or says the server sent something else.
-fn read<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
+pub(super) fn read<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
     serde_json::from_str(text).map_err(|e| Error(format!("unexpected answer from the server: {e}")))
 }
 
 /// What most commands do: one call, then its answer printed as JSON with `--json`, else as
 /// `human` puts it (from the status and the JSON text).
-fn one_call(
+pub(super) fn one_call(
     common: &Common,
     method: &str,
     target: &str,
-    module: Option<&[u8]>,
+    body: Option<(&str, &[u8])>,
     human: impl FnOnce(u16, &str) -> Result<String, Error>,
 ) -> Result<ExitCode, Error> {
     let client = common.client(true)?;
-    let headers = match module {
-        Some(_) => vec![("Content-Type".to_string(), "application/wasm".to_string())],
-        None => Vec::new(),
+    let (headers, body) = match body {
+        Some((content_type, body)) => (
+            vec![("Content-Type".to_string(), content_type.to_string())],
+            body,
+        ),
+        None => (Vec::new(), &b""[..]),
     };
-    let (status, text) = call(&client, method, target, &headers, module.unwrap_or(b""))?;
+    let (status, text) = call(&client, method, target, &headers, body)?;
     let out = match common.json {
         true => format!("{}\n", table::pretty_json(&text)),
         false => human(status, &text)?,
@@ -156,7 +156,7 @@ fn one_call(
 }
 
 /// Prints to stdout; a reader that went away (`wisp ls | head -1`) is not an error.
-fn emit(text: &str) {
+pub(super) fn emit(text: &str) {
     let _ = std::io::stdout().write_all(text.as_bytes());
 }
 
@@ -188,6 +188,37 @@ struct FunctionInfo {
     shared_stores: Vec<String>,
     #[serde(default)]
     deployed_at: Option<u64>,
+    #[serde(default)]
+    topics: Vec<Value>,
+    #[serde(default)]
+    publish: Vec<String>,
+    #[serde(default)]
+    timers: Vec<String>,
+    #[serde(default)]
+    watch: Vec<Value>,
+}
+
+impl FunctionInfo {
+    /// What invokes it: its routes, then its topics, timers and watches.
+    fn entry_points(&self) -> Vec<String> {
+        let name = |v: &Value, key: &str| match v {
+            Value::String(s) => s.clone(),
+            other => plain(&other[key]),
+        };
+        let mut points = self.routes.clone();
+        points.extend(
+            self.topics
+                .iter()
+                .map(|t| format!("topic {}", name(t, "topic"))),
+        );
+        points.extend(self.timers.iter().map(|t| format!("timer {t}")));
+        points.extend(
+            self.watch
+                .iter()
+                .map(|w| format!("watch {}:{}", plain(&w["store"]), plain(&w["prefix"]))),
+        );
+        points
+    }
 }
 
 #[derive(Deserialize)]
@@ -255,7 +286,7 @@ fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, name: &str) -> Resu
 }
 
 /// For a command with no options of its own.
-fn no_options(_: &str, _: &mut lexopt::Parser) -> Result<bool, Error> {
+pub(super) fn no_options(_: &str, _: &mut lexopt::Parser) -> Result<bool, Error> {
     Ok(false)
 }
 
@@ -264,7 +295,15 @@ pub fn deploy(parser: lexopt::Parser) -> Result<ExitCode, Error> {
     let mut query = Vec::new();
     let parsed = parse(parser, &syntax, |name, parser| {
         let value = match name {
-            "route" | "method" | "cors" | "store" | "shared-store" => parser.value()?.string()?,
+            "route" | "method" | "cors" | "store" | "shared-store" | "topic" | "publish"
+            | "timer" => parser.value()?.string()?,
+            "watch" => {
+                let watch = parser.value()?.string()?;
+                if !watch.contains(':') {
+                    return Err(Error(format!("--watch `{watch}`: expected STORE:PREFIX")));
+                }
+                watch
+            }
             "env" => {
                 let pair = parser.value()?.string()?;
                 if !pair.contains('=') || pair.starts_with('=') {
@@ -295,14 +334,15 @@ pub fn deploy(parser: lexopt::Parser) -> Result<ExitCode, Error> {
     if !query.is_empty() {
         target = format!("{target}?{}", query.join("&"));
     }
-    one_call(&common, "PUT", &target, Some(&module), |status, text| {
+    let body = Some(("application/wasm", module.as_slice()));
+    one_call(&common, "PUT", &target, body, |status, text| {
         let f: FunctionInfo = read(text)?;
         let verb = if status == 201 { "created" } else { "updated" };
         let (version, module) = (f.version, module_summary(f.size, &f.hash));
         Ok(format!(
             "{verb} {} version {version} ({module}) on {}\n",
             f.name,
-            f.routes.join(", ")
+            f.entry_points().join(", ")
         ))
     })
 }
@@ -318,7 +358,7 @@ pub fn ls(parser: lexopt::Parser) -> Result<ExitCode, Error> {
             .functions
             .iter()
             .map(|f| {
-                let (version, routes) = (f.version.to_string(), f.routes.join(","));
+                let (version, routes) = (f.version.to_string(), f.entry_points().join(","));
                 vec![
                     f.name.clone(),
                     version,
@@ -351,7 +391,12 @@ pub fn show(parser: lexopt::Parser) -> Result<ExitCode, Error> {
         let fields = [
             ("name", vec![f.name.clone()]),
             ("version", vec![f.version.to_string()]),
-            ("routes", vec![f.routes.join(", ")]),
+            ("routes", vec![or(f.routes.join(", "), "none")]),
+            (
+                "triggers",
+                vec![or(f.entry_points()[f.routes.len()..].join(", "), "none")],
+            ),
+            ("publishes", vec![or(f.publish.join(", "), "none")]),
             ("methods", vec![or(f.methods.join(", "), "any")]),
             ("cors", vec![or(cors, "none")]),
             (

@@ -1,5 +1,6 @@
 //! The `wisp` command line: `serve`, `up`, `run`, and the commands that talk to a server
-//! (`deploy`, `ls`, `show`, `rm`, `versions`, `rollback`, `logs`, `invoke`, `kv`). Each command
+//! (`deploy`, `ls`, `show`, `rm`, `versions`, `rollback`, `logs`, `invoke`, `kv`, `topics`,
+//! `publish`, `dead-letters`). Each command
 //! parses its own options and prints its own `--help`; errors come back as one line for `main`
 //! to print.
 
@@ -14,6 +15,7 @@ mod remote;
 mod run;
 mod serve;
 mod table;
+mod topics;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -42,6 +44,9 @@ Commands that talk to a server (--server URL, --token TOKEN; see each one's --he
   logs      Print a function's recent log lines; with -f, keep following them
   invoke    Call a function's route and print the response body
   kv        List, get, set and delete the keys in the server's key-value stores
+  topics    List the topics, their subscribers and how far behind each one is
+  publish   Publish a message to a topic
+  dead-letters  List, replay or purge the messages that used up their attempts
 
 Options:
   -h, --help       Show help
@@ -102,6 +107,9 @@ pub fn main(args: Vec<OsString>) -> Result<ExitCode, Error> {
         "logs" => admin::logs(parser),
         "invoke" => invoke::invoke(parser),
         "kv" => kv::kv(parser),
+        "topics" => topics::topics(parser),
+        "publish" => topics::publish(parser),
+        "dead-letters" => topics::dead_letters(parser),
         "help" => {
             let topic = parser.next()?;
             let text = match topic {
@@ -119,6 +127,9 @@ pub fn main(args: Vec<OsString>) -> Result<ExitCode, Error> {
                     "logs" => admin::LOGS_HELP,
                     "invoke" => invoke::HELP,
                     "kv" => kv::HELP,
+                    "topics" => topics::TOPICS_HELP,
+                    "publish" => topics::PUBLISH_HELP,
+                    "dead-letters" => topics::DEAD_LETTERS_HELP,
                     other => return Err(Error(format!("no command `{other}`"))),
                 },
                 _ => HELP,

@@ -37,6 +37,8 @@ Server options:
       --max-body-kb <KB>     Largest request body [default: 1024]
       --max-head-kb <KB>     Largest request head [default: 16]
       --head-timeout-ms <MS> Time to send a request head [default: 10000]
+      --max-queue-depth <N>  Messages each subscriber's queue (topic, watch, async calls) holds
+                             at most; past it, publishing fails [default: 10000]
 ";
 
 fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, name: &str) -> Result<T, Error> {
@@ -102,6 +104,9 @@ pub fn server(
         }
         "head-timeout-ms" => {
             options.http.head_timeout = Duration::from_millis(number(parser, "head-timeout-ms")?);
+        }
+        "max-queue-depth" => {
+            options.max_queue_depth = number::<u64>(parser, "max-queue-depth")?.max(1);
         }
         _ => return limit(name, parser, &mut options.limits),
     }

@@ -204,6 +204,14 @@ pub fn call(
     Ok((status, text))
 }
 
+/// The `--json` line of the commands that have it.
+macro_rules! json_help {
+    () => {
+        "      --json                 Print the server's JSON answer instead\n"
+    };
+}
+pub(crate) use json_help;
+
 /// The options every command that talks to a server takes (`invoke` has no token ones).
 macro_rules! server_help {
     () => {
