@@ -113,7 +113,11 @@ fn a_function_from_deploy_to_rm() {
     assert_eq!(out.json()["functions"][0]["name"], "date");
 
     let out = wisp(&server, &["show", "date"]);
-    for line in ["name:     date", "routes:   /api/date", "methods:  GET"] {
+    for line in [
+        "name:          date",
+        "routes:        /api/date",
+        "methods:       GET",
+    ] {
         assert!(out.ok().lines().any(|l| l == line), "no {line:?}: {out:?}");
     }
 
@@ -328,7 +332,17 @@ fn errors_are_one_line() {
 #[test]
 fn every_command_has_help() {
     for command in [
-        "deploy", "ls", "show", "rm", "versions", "rollback", "logs", "invoke",
+        "deploy",
+        "ls",
+        "show",
+        "rm",
+        "versions",
+        "rollback",
+        "logs",
+        "invoke",
+        "topics",
+        "publish",
+        "dead-letters",
     ] {
         for args in [vec![command, "--help"], vec!["help", command]] {
             let out = run(self::command(None, &args));
@@ -338,4 +352,94 @@ fn every_command_has_help() {
     }
     let out = run(command(None, &["--help"]));
     assert!(out.ok().contains("  rollback  "), "{out:?}");
+}
+
+#[test]
+fn topics_publish_and_dead_letters_from_the_cli() {
+    let data = TempDir::new();
+    let server = Server::serve(&data.0, &[]);
+    let events = module("events");
+    let events = events.to_str().unwrap();
+    let deployed = wisp(
+        &server,
+        &[
+            "deploy",
+            "all",
+            events,
+            "--topic",
+            "jobs",
+            "--publish",
+            "jobs",
+            "--timer",
+            "every 1h",
+            "--watch",
+            "default:x/",
+        ],
+    );
+    let line = deployed.ok();
+    assert!(
+        line.contains("on topic jobs, timer every 1h, watch default:x/"),
+        "{line}"
+    );
+    let shown = wisp(&server, &["show", "all"]);
+    assert!(shown.ok().contains("publishes:     jobs"), "{shown:?}");
+    let config = r#"{"routes": ["/sub/..."], "topics": [{"topic": "jobs", "max_attempts": 2, "backoff_ms": 10}]}"#;
+    assert_eq!(server.deploy_json("sub", "events", config).status, 201);
+    let published = wisp(&server, &["publish", "jobs", "fail"]);
+    assert!(
+        published.ok().contains(" to jobs (2 subscribers)"),
+        "{published:?}"
+    );
+    let mut piped = command(Some(&server), &["publish", "jobs", "-"]);
+    piped.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = piped.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from stdin")
+        .unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    crate::support::eventually(10, "the failing message to be buried", || {
+        let listed = wisp(&server, &["dead-letters", "--function", "sub"]);
+        (rows(listed.ok()).len() == 2).then_some(())
+    });
+    let listed = wisp(&server, &["dead-letters", "--topic", "jobs"]);
+    let table = rows(listed.ok());
+    assert_eq!(
+        table[0],
+        [
+            "FUNCTION", "SOURCE", "ID", "ATTEMPTS", "SIZE", "DIED", "ERROR"
+        ]
+    );
+    assert_eq!(table[1][..2], ["sub", "topic:jobs"]);
+    assert_eq!(table[1][3], "2");
+    let topics = wisp(&server, &["topics"]);
+    let topics = rows(topics.ok());
+    assert_eq!(
+        topics[0],
+        [
+            "TOPIC",
+            "SUBSCRIBER",
+            "DEPTH",
+            "IN",
+            "FLIGHT",
+            "DEAD",
+            "DELIVERED"
+        ]
+    );
+    let sub = topics.iter().find(|r| r[1] == "sub").unwrap();
+    assert_eq!(sub[..5], ["jobs", "sub", "0", "0", "1"]);
+    let replayed = wisp(&server, &["dead-letters", "--replay", "--function", "sub"]);
+    assert_eq!(replayed.ok(), "replayed 1 dead letter\n");
+    crate::support::eventually(10, "the replayed message to be buried again", || {
+        let listed = wisp(&server, &["dead-letters", "--json"]).json();
+        (listed["dead_letters"].as_array().unwrap().len() == 1).then_some(())
+    });
+    let purged = wisp(&server, &["dead-letters", "--purge"]);
+    assert_eq!(purged.ok(), "purged 1 dead letter\n");
+    let none = wisp(&server, &["dead-letters"]);
+    assert_eq!(rows(none.ok()).len(), 1);
+    wisp(&server, &["publish", "Bad", "x"]).fails(2, "invalid topic name `Bad` (HTTP 400)");
 }

@@ -12,5 +12,7 @@ mod limits;
 mod memory;
 mod sdk;
 mod support;
+mod timers;
 mod topics;
+mod watch;
 mod wire;

@@ -15,11 +15,11 @@ const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 
 fn kv_error(e: KvError) -> Response {
-    let status = match e {
-        KvError::Failed(_) => 500,
-        _ => 400,
-    };
-    error(status, e.to_string())
+    match e {
+        KvError::Failed(_) => error(500, e.to_string()),
+        KvError::QueueFull => error(503, e.to_string()).header("Retry-After", "1"),
+        _ => error(400, e.to_string()),
+    }
 }
 
 /// Answers `METHOD /_wisp/kv/{segments}`.

@@ -417,11 +417,17 @@ pub fn show(parser: lexopt::Parser) -> Result<ExitCode, Error> {
             ("deployed", vec![format!("{} UTC", deployed(f.deployed_at))]),
         ];
         let mut out = String::new();
+        // The values start in one column, past the longest key.
+        let width = fields
+            .iter()
+            .map(|(key, _)| key.len() + 2)
+            .max()
+            .unwrap_or(0);
         for (key, values) in fields {
             // A list's later items go under its first, in the value column.
             let keys = std::iter::once(format!("{key}:")).chain(std::iter::repeat(String::new()));
             for (key, value) in keys.zip(values) {
-                out.push_str(&format!("{key:<10}{value}\n"));
+                out.push_str(&format!("{key:<width$}{value}\n"));
             }
         }
         Ok(out)
