@@ -146,10 +146,13 @@ primary=${labels[0]} primary_bin=${bins[0]}
 token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 url=
 
-# start_wisp BIN DATA: starts `BIN serve` on a free loopback port; sets $url and $wisp_pid.
+# start_wisp BIN DATA [OPTIONS...]: starts `BIN serve` on a free loopback port; sets $url,
+# $wisp_pid and $wisp_err (its stderr, where function log lines go).
 start_wisp() {
     local bin=$1 data=$2 out="$work/wisp.$RANDOM"
-    WISP_TOKEN=$token "$bin" serve --listen 127.0.0.1:0 --data "$data" >"$out.out" 2>"$out.err" &
+    shift 2
+    wisp_err=$out.err
+    WISP_TOKEN=$token "$bin" serve --listen 127.0.0.1:0 --data "$data" "$@" >"$out.out" 2>"$out.err" &
     wisp_pid=$!
     pids+=("$wisp_pid")
     url=
@@ -175,6 +178,29 @@ deploy() {
         -H "Authorization: Bearer $token" "$url/_wisp/functions/$1?$3")
     [[ $code == 20[01] ]] || die "deploy $1 answered $code: $(cat "$work/deploy.out")"
 }
+
+# deploy_json NAME FILE CONFIG: PUT the module with its whole configuration as JSON.
+deploy_json() {
+    local code
+    code=$(curl -sS -o "$work/deploy.out" -w '%{http_code}' -T "$2" -H 'Expect:' \
+        -H "Authorization: Bearer $token" -H "Wisp-Config: $3" "$url/_wisp/functions/$1")
+    [[ $code == 20[01] ]] || die "deploy $1 answered $code: $(cat "$work/deploy.out")"
+}
+
+# metric SERIES: the value of one series in the server's metrics, 0 when absent.
+metric() {
+    curl -sS -H "Authorization: Bearer $token" "$url/_wisp/metrics" |
+        awk -v s="$1" '$1 == s {v = $2} END {print v + 0}'
+}
+
+# percentiles FILE: "p50 p99 max n" of the numbers in FILE, one per line.
+percentiles() {
+    sort -g "$1" | awk '{v[NR] = $1} END {
+        if (!NR) {print "- - - 0"; exit}
+        printf "%s %s %s %d", v[int((NR + 1) / 2)], v[int(NR * 0.99 + 0.5) > 0 ? int(NR * 0.99 + 0.5) : 1], v[NR], NR}'
+}
+
+now_s() { date +%s.%N; }
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
@@ -391,6 +417,56 @@ for i in "${!labels[@]}"; do
 done
 
 # ---------------------------------------------------------------------------------------------
+# 8. Events: messages/s through one subscriber, publish -> delivery latency, timer jitter
+# ---------------------------------------------------------------------------------------------
+say "8. events ($primary)"
+events_wasm=$modules/events.wasm
+[[ -f $events_wasm ]] || die "no $events_wasm (functions/build.sh)"
+start_wisp "$primary_bin" "$work/events-$primary" --max-queue-depth 1000000
+pid=$wisp_pid
+for c in 1 4; do
+    deploy_json "sink$c" "$events_wasm" "{\"routes\": [\"/sink$c/...\"], \"topics\": [{\"topic\": \"b$c\", \"concurrency\": $c}]}"
+done
+deploy_json pub "$events_wasm" '{"routes": ["/pub/..."], "publish": ["b1", "b4", "lat"]}'
+deploy_json lat "$events_wasm" '{"routes": ["/lat/..."], "topics": ["lat"]}'
+deploy_json tick "$events_wasm" '{"routes": ["/tick/..."], "timers": ["every 1s"]}'
+# Throughput: publish N messages, 250 per request (the most one invocation may), and time
+# until the subscriber has handled them all. Its deliveries start with the first publish.
+n=$((quick ? 5000 : 20000))
+for c in 1 4; do
+    t0=$(now_s)
+    for _ in $(seq $((n / 250))); do
+        curl -sS -o /dev/null -X POST "$url/pub/publish?topic=b$c&n=250&payload=quiet"
+    done
+    t1=$(now_s)
+    series="wisp_deliveries_total{function=\"sink$c\",source=\"topic:b$c\"}"
+    for _ in $(seq 1200); do
+        [[ $(metric "$series") -ge $n ]] && break
+        sleep 0.1
+    done
+    t2=$(now_s)
+    delivered=$(metric "$series")
+    R[ev.$c.n]=$delivered
+    R[ev.$c.publish]=$(awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN {printf "%d", n / (b - a)}')
+    R[ev.$c.rate]=$(awk -v n="$delivered" -v a="$t0" -v b="$t2" 'BEGIN {printf "%d", n / (b - a)}')
+    say "  concurrency $c: $delivered of $n messages delivered at ${R[ev.$c.rate]}/s (published at ${R[ev.$c.publish]}/s)"
+done
+# Latency: one publisher publishing one message at a time, each durable before the next, for
+# the wrk run; each message carries its publish time, and the subscriber logs how old it is.
+: >"$wisp_err.mark"
+wrk -t1 -c1 -d"${seconds}s" "$url/pub/publish?topic=lat&payload=quiet&stamp=1" >"$work/wrk.out" 2>&1 || true
+sleep 1
+R[ev.lat.rps]=$(awk '/^Requests\/sec/ {printf "%d", $2}' "$work/wrk.out")
+sed -n 's/^\[lat\] latency_us=//p' "$wisp_err" >"$work/latency"
+read -r R[ev.lat.p50] R[ev.lat.p99] R[ev.lat.max] R[ev.lat.n] < <(percentiles "$work/latency")
+say "  publish -> delivery: p50 ${R[ev.lat.p50]} us, p99 ${R[ev.lat.p99]} us over ${R[ev.lat.n]} messages (${R[ev.lat.rps]} published/s)"
+# Timer jitter: from each tick's scheduled time to the start of its run, over the whole section.
+sed -n 's/^\[tick\] latency_us=//p' "$wisp_err" >"$work/jitter"
+read -r R[ev.tick.p50] R[ev.tick.p99] R[ev.tick.max] R[ev.tick.n] < <(percentiles "$work/jitter")
+say "  timer jitter: p50 ${R[ev.tick.p50]} us, max ${R[ev.tick.max]} us over ${R[ev.tick.n]} ticks"
+stop "$pid"
+
+# ---------------------------------------------------------------------------------------------
 # 7. CPU-bound work: the same code, native and under `wisp run`
 # ---------------------------------------------------------------------------------------------
 say "7. CPU-bound: bench-cpu native vs wasm"
@@ -535,6 +611,22 @@ table() {
             "$(ms "${R[cpu.$k.served]:-0}") | **$(ratio "${R[cpu.$k.wasm]}" "${R[cpu.$k.native]}")×** |"
     done
     echo
+    echo "### 8. Events (wisp $p): topics, and a timer"
+    echo
+    echo "Throughput: $(num "${R[ev.1.n]}") messages published 250 per request to a subscriber that"
+    echo "only acknowledges them (\\`events\\` with \\`quiet\\`), timed from the first publish to the last"
+    echo "delivery. Latency: one publisher, one message per request (each durable before its"
+    echo "answer), for ${seconds} s; the subscriber logs each message's age. Jitter: an \\`every 1s\\`"
+    echo "timer, from the scheduled tick to the start of its run, during the whole section."
+    echo
+    echo "| measure | figure |"
+    echo "| --- | ---: |"
+    echo "| messages/s through one subscriber, concurrency 1 (in publish order) | **$(num "${R[ev.1.rate]}")** |"
+    echo "| messages/s through one subscriber, concurrency 4 | **$(num "${R[ev.4.rate]}")** |"
+    echo "| messages/s published (250 per request) | $(num "${R[ev.1.publish]}") |"
+    echo "| publish → delivery p50 / p99, at $(num "${R[ev.lat.rps]}") durable publishes/s | $(ms "${R[ev.lat.p50]}" 2) / $(ms "${R[ev.lat.p99]}" 2) ms |"
+    echo "| timer jitter p50 / max (${R[ev.tick.n]} ticks) | $(ms "${R[ev.tick.p50]}" 2) / $(ms "${R[ev.tick.max]}" 2) ms |"
+    echo
     echo "### Targets (wisp $p)"
     echo
     echo "| target | measured | |"
@@ -549,6 +641,9 @@ table() {
         "$(met "$(check "${nt:-1e9} < 30")") |"
     echo "| cold start under 5 ms, ~100 KB module | ${R[cold.small.total]} ms |" \
         "$(met "$(check "${R[cold.small.total]:-1e9} < 5")") |"
+    echo "| messages/s through one subscriber above Cloudflare Queues' 5,000 per queue |" \
+        "$(num "${R[ev.1.rate]}") (concurrency 4: $(num "${R[ev.4.rate]}")) |" \
+        "$(met "$(check "${R[ev.1.rate]:-0} >= 5000 || ${R[ev.4.rate]:-0} >= 5000")") |"
     echo "| idle RSS under 10 MB (9,766 KiB) with 100 functions |" \
         "$(mib "${R[$p.rss.100]}") MiB (100 distinct modules: $(mib "${R[$p.rss.distinct]}") MiB) |" \
         "$(met "$(check "${R[$p.rss.100]:-1e9} < 9766")") |"

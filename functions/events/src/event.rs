@@ -6,13 +6,17 @@ use wisp_sdk::kv::{KvError, Store};
 use wisp_sdk::{Request, Response};
 
 pub fn handle(req: &Request, event: &Event) -> Response {
+    let payload = String::from_utf8_lossy(req.body());
+    let words: Vec<&str> = payload.split_whitespace().collect();
+    report_latency(event, &words);
     if let Some(ms) = req.var("SLEEP_MS").and_then(|ms| ms.trim().parse().ok()) {
         sleep(ms);
     }
-    let payload = String::from_utf8_lossy(req.body());
-    let words: Vec<&str> = payload.split_whitespace().collect();
     for ms in words.iter().filter_map(|w| w.strip_prefix("sleep=")) {
         sleep(ms.parse().unwrap_or(0));
+    }
+    if words.contains(&"quiet") {
+        return Response::new(204);
     }
 
     let store = Store::default_store();
@@ -42,6 +46,23 @@ pub fn handle(req: &Request, event: &Event) -> Response {
     match store.increment(ok_key, 1) {
         Ok(_) => Response::new(204),
         Err(e) => failed("ok count failed", e),
+    }
+}
+
+/// For the benchmarks: logs `latency_us=<µs>` from the event's origin to now, for a message
+/// whose payload has `stamp=<µs since the epoch>` (the `publish` route's `stamp=1`) or for a
+/// timer's tick (from its scheduled time).
+fn report_latency(event: &Event, words: &[&str]) {
+    let origin_us = match event {
+        Event::Timer(tick) => Some(tick.scheduled_at_ms * 1000),
+        _ => words
+            .iter()
+            .find_map(|w| w.strip_prefix("stamp="))
+            .and_then(|us| us.parse().ok()),
+    };
+    if let Some(origin) = origin_us {
+        let latency = crate::now_us().saturating_sub(origin);
+        wisp_sdk::log(format_args!("latency_us={latency}"));
     }
 }
 

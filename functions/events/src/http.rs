@@ -56,16 +56,23 @@ fn log() -> Response {
 /// `published=<K> code=<C>`.
 fn publish(req: &Request, most: usize) -> String {
     let topic = req.query("topic").unwrap_or_default();
-    let payload = match size(req) {
+    let base = match size(req) {
         Some(size) => vec![b'x'; size],
         None => req
             .query("payload")
             .unwrap_or_else(|| "hello".into())
             .into_bytes(),
     };
+    let stamp = req.query("stamp").is_some();
+    let mut payload = base.clone();
     let mut published = 0;
     let mut code = 0;
     while published < most {
+        if stamp {
+            // For the benchmarks: when it was published, for the subscriber's latency.
+            payload.clone_from(&base);
+            payload.extend_from_slice(format!(" stamp={}", crate::now_us()).as_bytes());
+        }
         match topics::publish(&topic, &payload) {
             Ok(()) => published += 1,
             Err(e) => {

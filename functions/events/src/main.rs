@@ -4,9 +4,11 @@
 //!
 //! **Events** (`WISP_TRIGGER` set), in this order:
 //!
+//! 0. For the benchmarks: for a timer's tick, or a message whose payload has a word
+//!    `stamp=<µs since the epoch>`, log `latency_us=<µs from then to now>`.
 //! 1. If the variable `SLEEP_MS` (from the manifest's `env`) is a number, sleep that many ms.
 //! 2. The payload, as text, is a list of words separated by whitespace: each `sleep=MS` sleeps
-//!    MS ms more.
+//!    MS ms more. A word `quiet` ends the delivery here, with success and nothing recorded.
 //! 3. Record the delivery: `n = increment("seq")`, then set `event/<n as 10 digits>` to one line:
 //!    - topic: `trigger=topic topic=<T> id=<ID> attempt=<A> payload=<payload>`
 //!    - timer: `trigger=timer timer=<schedule> at=<scheduled_at ms>`
@@ -26,9 +28,10 @@
 //! answers `text/plain`:
 //!
 //! - `log`: 200, every recorded line in sequence order, each ending with `\n`.
-//! - `publish?topic=T&n=N&payload=P&size=B&then=ok|fail|trap`: publishes N messages on T
-//!   (default: one), each P (default `hello`), or B bytes of `x` when `size` is given, stopping
-//!   at the first error. Then answers `published=<K> code=<C>` (K published, C 0 or the
+//! - `publish?topic=T&n=N&payload=P&size=B&stamp=1&then=ok|fail|trap`: publishes N messages on T
+//!   (default: one), each P (default `hello`), or B bytes of `x` when `size` is given, followed
+//!   with `stamp=1` by ` stamp=<µs since the epoch>` (for the benchmarks), stopping at the
+//!   first error. Then answers `published=<K> code=<C>` (K published, C 0 or the
 //!   first error's code): 200 for `then=ok` (the default), 500 for `then=fail`; `then=trap`
 //!   panics (so nothing is published).
 //! - `storm?topic=T&size=B&payload=P`: publishes the same way until an error (at most 100,000
@@ -49,6 +52,12 @@ use wisp_sdk::{Request, Response};
 
 fn main() {
     wisp_sdk::serve(handle)
+}
+
+/// Microseconds since the Unix epoch.
+fn now_us() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| d.as_micros() as u64)
 }
 
 fn handle(req: Request) -> Response {

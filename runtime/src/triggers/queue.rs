@@ -18,6 +18,7 @@ use smol::future::FutureExt as _;
 
 use super::{Context, Settings, events, lock};
 use crate::config::MAX_BACKOFF_MS;
+use crate::deployed::Function;
 use crate::http::Body as HttpBody;
 use crate::invoke::{Invoked, Output};
 use crate::metrics::QueueStats;
@@ -116,91 +117,112 @@ async fn deliver_once(
     let Some(function) = ctx.deployed.get(&queue.function) else {
         return false;
     };
-    let call = queue.source == Source::Async;
-    let attempt = entry.attempts + 1;
-    let last = attempt >= settings.max_attempts;
+    let delivery = Delivery {
+        queue,
+        settings,
+        entry: &entry,
+        attempt: entry.attempts + 1,
+        call: queue.source == Source::Async,
+        function: &function,
+        stats,
+    };
     let invocation = events::delivery(&function, &queue.source, &entry);
-    let output = if call {
+    let output = if delivery.call {
         Output::Response
     } else {
         Output::Event
     };
-    let settle_queue = queue.clone();
-    let (seq, id, pushed_at) = (entry.seq, entry.id.clone(), entry.pushed_at);
-    let settle = Box::new(move |invoked: &Invoked| {
-        let queue = settle_queue;
-        let ack = QueueOp::Ack {
-            queue: queue.clone(),
-            seq,
-        };
-        match &invoked.failure {
-            Some(_) if call && last => vec![finished(&id, &queue, pushed_at, invoked), ack],
-            None if call => vec![finished(&id, &queue, pushed_at, invoked), ack],
-            None => vec![ack],
-            Some(why) if last => vec![QueueOp::Bury {
-                queue,
-                seq,
-                attempts: attempt,
-                error: why.clone(),
-            }],
-            Some(_) => vec![QueueOp::Retry {
-                queue,
-                seq,
-                attempts: attempt,
-                not_before: unix_ms() + backoff(settings.backoff_ms, attempt),
-            }],
-        }
+    // Logged and counted before its settlement is committed: whoever sees the queue change
+    // sees the log line and the counts that go with it.
+    let settle = Box::new(|invoked: &Invoked| {
+        delivery.record(invoked);
+        delivery.ops(invoked)
     });
-    if call {
+    if delivery.call {
         lock(&ctx.running_calls).insert(entry.id.clone());
     }
     let invoked = ctx
         .invoker
         .invoke(&function, invocation, output, Some(settle))
         .await;
-    if call {
+    if queue.source == Source::Async {
         lock(&ctx.running_calls).remove(&entry.id);
     }
-    let Ok(invoked) = invoked else {
-        return true;
-    };
-    let log = &function.stats.log;
-    let what = match &queue.source {
-        Source::Async => "an async call".to_string(),
-        source => format!("{source} message {}", entry.id),
-    };
-    match invoked.failure {
-        None => {
-            let latency = unix_ms().saturating_sub(entry.pushed_at);
-            stats.delivered_after(Duration::from_millis(latency));
-            log.push(
-                function.name(),
-                &format!("wisp: delivered {what} (attempt {attempt})"),
-            );
-        }
-        Some(why) if last && !call => {
-            stats.dead_lettered.fetch_add(1, Relaxed);
-            log.push(
-                function.name(),
-                &format!("wisp: {what} failed {attempt} times ({why}); moved to dead letters"),
-            );
-        }
-        Some(why) if last => {
-            log.push(
-                function.name(),
-                &format!("wisp: {what} failed ({why}); that is its result"),
-            );
-        }
-        Some(why) => {
-            stats.retried.fetch_add(1, Relaxed);
-            let wait = backoff(settings.backoff_ms, attempt);
-            log.push(
-                function.name(),
-                &format!("wisp: {what} attempt {attempt} failed ({why}); retry in {wait} ms"),
-            );
+    invoked.is_err()
+}
+
+/// One delivery of one entry, and how it settles.
+struct Delivery<'a> {
+    queue: &'a QueueKey,
+    settings: Settings,
+    entry: &'a Entry,
+    /// 1 for the first delivery.
+    attempt: u32,
+    /// An asynchronous call: its outcome is its result, not a reason to retry.
+    call: bool,
+    function: &'a Function,
+    stats: &'a QueueStats,
+}
+
+impl Delivery<'_> {
+    fn last(&self) -> bool {
+        self.attempt >= self.settings.max_attempts
+    }
+
+    /// The queue ops that settle the delivery, given how the invocation ended.
+    fn ops(&self, invoked: &Invoked) -> Vec<QueueOp> {
+        let (queue, seq) = (self.queue.clone(), self.entry.seq);
+        let ack = QueueOp::Ack {
+            queue: queue.clone(),
+            seq,
+        };
+        match (&invoked.failure, self.call) {
+            (None, true) => vec![finished(self.entry, &queue, invoked), ack],
+            (Some(_), true) if self.last() => vec![finished(self.entry, &queue, invoked), ack],
+            (None, false) => vec![ack],
+            (Some(why), false) if self.last() => vec![QueueOp::Bury {
+                queue,
+                seq,
+                attempts: self.attempt,
+                error: why.clone(),
+            }],
+            (Some(_), _) => vec![QueueOp::Retry {
+                queue,
+                seq,
+                attempts: self.attempt,
+                not_before: unix_ms() + backoff(self.settings.backoff_ms, self.attempt),
+            }],
         }
     }
-    false
+
+    /// Logs the delivery in the function's log, and counts it.
+    fn record(&self, invoked: &Invoked) {
+        let (name, attempt) = (self.function.name(), self.attempt);
+        let what = match &self.queue.source {
+            Source::Async => "an async call".to_string(),
+            source => format!("{source} message {}", self.entry.id),
+        };
+        let line = match &invoked.failure {
+            None => {
+                let latency = unix_ms().saturating_sub(self.entry.pushed_at);
+                self.stats.delivered_after(Duration::from_millis(latency));
+                format!("wisp: delivered {what} (attempt {attempt})")
+            }
+            Some(why) if self.last() && self.call => {
+                format!("wisp: {what} failed ({why}); that is its result")
+            }
+            Some(why) if self.last() => {
+                self.stats.dead_lettered.fetch_add(1, Relaxed);
+                format!("wisp: {what} failed {attempt} times ({why}); moved to dead letters")
+            }
+            Some(why) => {
+                self.stats.retried.fetch_add(1, Relaxed);
+                let wait = backoff(self.settings.backoff_ms, attempt);
+                format!("wisp: {what} attempt {attempt} failed ({why}); retry in {wait} ms")
+            }
+        };
+        self.function.stats.log.push(name, &line);
+    }
 }
 
 /// The wait after the `attempt`th failure: `first`, doubled for each further one, at most a
@@ -211,17 +233,17 @@ fn backoff(first: u64, attempt: u32) -> u64 {
 }
 
 /// The op that records an asynchronous call's response as its result.
-fn finished(id: &str, queue: &QueueKey, accepted_at: u64, invoked: &Invoked) -> QueueOp {
+fn finished(entry: &Entry, queue: &QueueKey, invoked: &Invoked) -> QueueOp {
     let response = &invoked.response;
     let body = match &response.body {
         HttpBody::Bytes(bytes) => bytes.clone(),
         HttpBody::Stream(_) => Vec::new(),
     };
     QueueOp::SetResult {
-        id: id.to_string(),
+        id: entry.id.clone(),
         result: CallResult {
             function: queue.function.clone(),
-            accepted_at,
+            accepted_at: entry.pushed_at,
             done: Some(Finished {
                 at: unix_ms(),
                 status: response.status,
