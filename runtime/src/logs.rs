@@ -49,8 +49,18 @@ impl FunctionLog {
         }
     }
 
-    /// Records one line.
+    /// Records one line, and a copy on the server's stderr.
     pub fn push(&self, function: &str, line: &str) {
+        self.record(function, line, true);
+    }
+
+    /// Records one line in the function's log only: for the lines of routine success (a
+    /// delivered message), which at thousands a second would flood the device's journal.
+    pub fn note(&self, function: &str, line: &str) {
+        self.record(function, line, false);
+    }
+
+    fn record(&self, function: &str, line: &str, mirror: bool) {
         let mut text = line.trim_end().to_string();
         if text.len() > MAX_LINE {
             let cut = (0..=MAX_LINE)
@@ -60,7 +70,9 @@ impl FunctionLog {
             text.truncate(cut);
             text.push('…');
         }
-        eprintln!("[{function}] {text}");
+        if mirror {
+            eprintln!("[{function}] {text}");
+        }
         let at_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);

@@ -202,11 +202,13 @@ impl Delivery<'_> {
             Source::Async => "an async call".to_string(),
             source => format!("{source} message {}", self.entry.id),
         };
+        let log = &self.function.stats.log;
         let line = match &invoked.failure {
             None => {
                 let latency = unix_ms().saturating_sub(self.entry.pushed_at);
                 self.stats.delivered_after(Duration::from_millis(latency));
-                format!("wisp: delivered {what} (attempt {attempt})")
+                let line = format!("wisp: delivered {what} (attempt {attempt})");
+                return log.note(name, &line);
             }
             Some(why) if self.last() && self.call => {
                 format!("wisp: {what} failed ({why}); that is its result")
@@ -221,7 +223,7 @@ impl Delivery<'_> {
                 format!("wisp: {what} attempt {attempt} failed ({why}); retry in {wait} ms")
             }
         };
-        self.function.stats.log.push(name, &line);
+        log.push(name, &line);
     }
 }
 
