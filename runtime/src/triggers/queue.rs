@@ -104,7 +104,7 @@ async fn deliver(
     state.done.notify(usize::MAX);
 }
 
-/// Returns true if the pool was full and nothing ran.
+/// Returns true if nothing ran: the pool was full, or the function is gone.
 async fn deliver_once(
     ctx: &Context,
     queue: &QueueKey,
@@ -113,9 +113,10 @@ async fn deliver_once(
     stats: &QueueStats,
 ) -> bool {
     // The serving version: a redeploy takes over the queue from its next delivery. A function
-    // that is gone has had its queues dropped.
+    // that is gone has had its queues dropped, and its dispatcher is about to stop: wait, as
+    // for a full pool, rather than spin until it does.
     let Some(function) = ctx.deployed.get(&queue.function) else {
-        return false;
+        return true;
     };
     let delivery = Delivery {
         queue,
