@@ -267,4 +267,6 @@ impl Grants {
 }
 
 #[cfg(test)]
+mod queue_tests;
+#[cfg(test)]
 mod tests;

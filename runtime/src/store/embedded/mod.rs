@@ -13,6 +13,9 @@
 
 mod queues;
 
+#[cfg(test)]
+pub use queues::MAX_DEAD_LETTERS;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
