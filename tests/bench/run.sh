@@ -196,8 +196,9 @@ metric() {
 # percentiles FILE: "p50 p99 max n" of the numbers in FILE, one per line.
 percentiles() {
     sort -g "$1" | awk '{v[NR] = $1} END {
-        if (!NR) {print "- - - 0"; exit}
-        printf "%s %s %s %d", v[int((NR + 1) / 2)], v[int(NR * 0.99 + 0.5) > 0 ? int(NR * 0.99 + 0.5) : 1], v[NR], NR}'
+        if (!NR) {print "0 0 0 0"; exit}
+        i = int(NR * 0.99 + 0.5); if (i < 1) i = 1
+        printf "%s %s %s %d\n", v[int((NR + 1) / 2)], v[i], v[NR], NR}'
 }
 
 now_s() { date +%s.%N; }
