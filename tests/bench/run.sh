@@ -615,9 +615,9 @@ table() {
     echo "### 8. Events (wisp $p): topics, and a timer"
     echo
     echo "Throughput: $(num "${R[ev.1.n]}") messages published 250 per request to a subscriber that"
-    echo "only acknowledges them (\\`events\\` with \\`quiet\\`), timed from the first publish to the last"
+    echo "only acknowledges them (\`events\` with \`quiet\`), timed from the first publish to the last"
     echo "delivery. Latency: one publisher, one message per request (each durable before its"
-    echo "answer), for ${seconds} s; the subscriber logs each message's age. Jitter: an \\`every 1s\\`"
+    echo "answer), for ${seconds} s; the subscriber logs each message's age. Jitter: an \`every 1s\`"
     echo "timer, from the scheduled tick to the start of its run, during the whole section."
     echo
     echo "| measure | figure |"

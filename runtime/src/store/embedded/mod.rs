@@ -56,7 +56,7 @@ fn failed(e: impl std::fmt::Display) -> KvError {
 struct Tx<'t> {
     txn: &'t WriteTransaction,
     kv: Table<'t, &'static [u8], &'static [u8]>,
-    queue: Option<Table<'t, (&'static str, u64), &'static [u8]>>,
+    queue: Option<Table<'t, &'static [u8], &'static [u8]>>,
     /// Changes to queue counts, and queues pushed to.
     delta: HashMap<QueueKey, Delta>,
 }

@@ -2,10 +2,15 @@
 //! that a watched write and its change event share a transaction, and an invocation's
 //! published messages and the acknowledgement of the message it handled share a commit.
 //!
-//! Tables: `queue` and `dead`, keyed by (queue, sequence number), hold the entries and the
-//! dead letters ([`codec`]); `results` (id) and `results_by_time` (finished, id) the results of
-//! asynchronous calls; `timers` the last tick each timer ran for. The counts of every queue are
-//! kept in memory, loaded at open by one scan, so that admission checks never read the disk.
+//! Tables: `queue` and `dead`, keyed by queue and sequence number ([`entry_key`]), hold the
+//! entries and the dead letters ([`codec`]); `results` (id) and `results_by_time` (finished,
+//! id) the results of asynchronous calls; `timers` the last tick each timer ran for. The counts
+//! of every queue are kept in memory, loaded at open by one scan, so that admission checks never
+//! read the disk.
+//!
+//! Every table has bytes or a string for its key and bytes for its value, as the key-value and
+//! registry tables do: redb's code is generic over the key and value types, and each new pair
+//! would add its own copy of the B-tree (tens of KiB of binary each).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
@@ -23,11 +28,15 @@ use crate::store::queues::{
 };
 use crate::store::{KvError, unix_ms};
 
-const QUEUE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue");
-const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead");
-const RESULTS: TableDefinition<&str, &[u8]> = TableDefinition::new("results");
-const RESULTS_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("results_by_time");
-const TIMERS: TableDefinition<&str, u64> = TableDefinition::new("timers");
+type Bytes = &'static [u8];
+
+const QUEUE: TableDefinition<Bytes, Bytes> = TableDefinition::new("queue");
+const DEAD: TableDefinition<Bytes, Bytes> = TableDefinition::new("dead");
+const RESULTS: TableDefinition<&str, Bytes> = TableDefinition::new("results");
+/// Key: when the call finished (u64, big-endian), then its id; no value.
+const RESULTS_BY_TIME: TableDefinition<Bytes, Bytes> = TableDefinition::new("results_by_time");
+/// Value: the tick (u64, little-endian).
+const TIMERS: TableDefinition<&str, Bytes> = TableDefinition::new("timers");
 
 /// Dead letters kept per queue; past it, the oldest go.
 pub const MAX_DEAD_LETTERS: u64 = 1000;
@@ -67,7 +76,9 @@ impl State {
             let table = txn.open_table(definition).map_err(failed)?;
             for item in table.iter().map_err(failed)? {
                 let (key, _) = item.map_err(failed)?;
-                let (queue, seq) = key.value();
+                let Some((queue, seq)) = split_key(key.value()) else {
+                    continue;
+                };
                 last_seq = last_seq.max(seq);
                 let Some(queue) = QueueKey::decode(queue) else {
                     continue;
@@ -150,9 +161,9 @@ impl State {
             body,
             payload: payload.to_vec(),
         };
-        let name = queue.encode();
+        let key = entry_key(&queue.encode(), seq);
         tx.queue()?
-            .insert((name.as_str(), seq), codec::entry(&entry).as_slice())
+            .insert(key.as_slice(), codec::entry(&entry).as_slice())
             .map_err(failed)?;
         let delta = tx.delta.entry(queue.clone()).or_default();
         delta.pending += 1;
@@ -190,9 +201,7 @@ impl State {
 }
 
 impl<'t> Tx<'t> {
-    fn queue(
-        &mut self,
-    ) -> Result<&mut redb::Table<'t, (&'static str, u64), &'static [u8]>, KvError> {
+    fn queue(&mut self) -> Result<&mut redb::Table<'t, Bytes, Bytes>, KvError> {
         if self.queue.is_none() {
             self.queue = Some(self.txn.open_table(QUEUE).map_err(failed)?);
         }
@@ -200,15 +209,40 @@ impl<'t> Tx<'t> {
     }
 }
 
-fn range(name: &str) -> std::ops::RangeInclusive<(&str, u64)> {
-    (name, 0)..=(name, u64::MAX)
+/// The key of entry `seq` of the queue named `name`: the name's length (u16, big-endian),
+/// so that no queue's keys fall among another's, the name, then `seq` big-endian, so that a
+/// queue's entries sort in order.
+fn entry_key(name: &str, seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + name.len() + 8);
+    key.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    key.extend_from_slice(name.as_bytes());
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The queue name and sequence number of an entry's key.
+fn split_key(key: &[u8]) -> Option<(&str, u64)> {
+    let len = usize::from(u16::from_be_bytes(key.get(..2)?.try_into().ok()?));
+    let name = std::str::from_utf8(key.get(2..2 + len)?).ok()?;
+    let seq = u64::from_be_bytes(key.get(2 + len..)?.try_into().ok()?);
+    Some((name, seq))
+}
+
+/// The first and last possible keys of the entries of the queue named `name`.
+fn bounds(name: &str) -> (Vec<u8>, Vec<u8>) {
+    (entry_key(name, 0), entry_key(name, u64::MAX))
+}
+
+/// A call result's key in `results_by_time`.
+fn by_time(at: u64, id: &str) -> Vec<u8> {
+    [&at.to_be_bytes()[..], id.as_bytes()].concat()
 }
 
 impl Embedded {
     fn apply_one(
         &self,
         tx: &mut Tx,
-        dead: &mut redb::Table<(&str, u64), &[u8]>,
+        dead: &mut redb::Table<Bytes, Bytes>,
         op: QueueOp,
     ) -> Result<(), KvError> {
         let state = &self.queues;
@@ -220,7 +254,7 @@ impl Embedded {
                 let name = queue.encode();
                 if tx
                     .queue()?
-                    .remove((name.as_str(), seq))
+                    .remove(entry_key(&name, seq).as_slice())
                     .map_err(failed)?
                     .is_some()
                 {
@@ -235,11 +269,13 @@ impl Embedded {
             } => {
                 let name = queue.encode();
                 let table = tx.queue()?;
-                let stored = table.get((name.as_str(), seq)).map_err(failed)?;
+                let stored = table
+                    .get(entry_key(&name, seq).as_slice())
+                    .map_err(failed)?;
                 if let Some(mut bytes) = stored.map(|v| v.value().to_vec()) {
                     codec::set_retry(&mut bytes, attempts, not_before);
                     table
-                        .insert((name.as_str(), seq), bytes.as_slice())
+                        .insert(entry_key(&name, seq).as_slice(), bytes.as_slice())
                         .map_err(failed)?;
                 }
             }
@@ -250,7 +286,10 @@ impl Embedded {
                 error,
             } => {
                 let name = queue.encode();
-                let removed = tx.queue()?.remove((name.as_str(), seq)).map_err(failed)?;
+                let removed = tx
+                    .queue()?
+                    .remove(entry_key(&name, seq).as_slice())
+                    .map_err(failed)?;
                 let Some(entry) = removed.and_then(|v| codec::decode_entry(v.value(), seq)) else {
                     return Ok(());
                 };
@@ -259,8 +298,11 @@ impl Embedded {
                     error,
                     dead_at: unix_ms(),
                 };
-                dead.insert((name.as_str(), seq), codec::dead_letter(&letter).as_slice())
-                    .map_err(failed)?;
+                dead.insert(
+                    entry_key(&name, seq).as_slice(),
+                    codec::dead_letter(&letter).as_slice(),
+                )
+                .map_err(failed)?;
                 let buried = state.count(&queue).dead as i64
                     + 1
                     + tx.delta.get(&queue).map_or(0, |d| d.dead);
@@ -270,18 +312,24 @@ impl Embedded {
                 // Past the cap, the oldest dead letters go.
                 let mut excess = buried - MAX_DEAD_LETTERS as i64;
                 while excess > 0 {
-                    let oldest = match dead.range(range(&name)).map_err(failed)?.next() {
-                        Some(item) => item.map_err(failed)?.0.value().1,
-                        None => break,
+                    let (first, last) = bounds(&name);
+                    let oldest = match dead.range(first.as_slice()..=last.as_slice()) {
+                        Ok(mut range) => match range.next() {
+                            Some(item) => item.map_err(failed)?.0.value().to_vec(),
+                            None => break,
+                        },
+                        Err(e) => return Err(failed(e)),
                     };
-                    dead.remove((name.as_str(), oldest)).map_err(failed)?;
+                    dead.remove(oldest.as_slice()).map_err(failed)?;
                     delta.dead -= 1;
                     excess -= 1;
                 }
             }
             QueueOp::Replay { queue, seq } => {
                 let name = queue.encode();
-                let removed = dead.remove((name.as_str(), seq)).map_err(failed)?;
+                let removed = dead
+                    .remove(entry_key(&name, seq).as_slice())
+                    .map_err(failed)?;
                 let Some(letter) = removed.and_then(|v| codec::decode_dead_letter(v.value(), seq))
                 else {
                     return Ok(());
@@ -292,7 +340,10 @@ impl Embedded {
                     ..letter.entry
                 };
                 tx.queue()?
-                    .insert((name.as_str(), seq), codec::entry(&entry).as_slice())
+                    .insert(
+                        entry_key(&name, seq).as_slice(),
+                        codec::entry(&entry).as_slice(),
+                    )
                     .map_err(failed)?;
                 let delta = tx.delta.entry(queue).or_default();
                 delta.dead -= 1;
@@ -301,7 +352,11 @@ impl Embedded {
             }
             QueueOp::Purge { queue, seq } => {
                 let name = queue.encode();
-                if dead.remove((name.as_str(), seq)).map_err(failed)?.is_some() {
+                if dead
+                    .remove(entry_key(&name, seq).as_slice())
+                    .map_err(failed)?
+                    .is_some()
+                {
                     tx.delta.entry(queue).or_default().dead -= 1;
                 }
             }
@@ -311,17 +366,20 @@ impl Embedded {
                     .insert(id.as_str(), codec::call_result(&result).as_slice())
                     .map_err(failed)?;
                 if let Some(done) = &result.done {
-                    let mut by_time = tx.txn.open_table(RESULTS_BY_TIME).map_err(failed)?;
-                    by_time.insert((done.at, id.as_str()), ()).map_err(failed)?;
+                    let mut table = tx.txn.open_table(RESULTS_BY_TIME).map_err(failed)?;
+                    let key = by_time(done.at, &id);
+                    table.insert(key.as_slice(), &[][..]).map_err(failed)?;
                 }
             }
             QueueOp::Drop { queue } => {
                 let name = queue.encode();
                 let count = state.count(&queue);
+                let (first, last) = bounds(&name);
                 tx.queue()?
-                    .retain_in(range(&name), |_, _| false)
+                    .retain_in(first.as_slice()..=last.as_slice(), |_, _| false)
                     .map_err(failed)?;
-                dead.retain_in(range(&name), |_, _| false).map_err(failed)?;
+                dead.retain_in(first.as_slice()..=last.as_slice(), |_, _| false)
+                    .map_err(failed)?;
                 let delta = tx.delta.entry(queue).or_default();
                 delta.pending = -(count.pending as i64);
                 delta.dead = -(count.dead as i64);
@@ -332,7 +390,7 @@ impl Embedded {
 
     fn read_queue<T>(
         &self,
-        definition: TableDefinition<(&str, u64), &[u8]>,
+        definition: TableDefinition<Bytes, Bytes>,
         queue: &QueueKey,
         limit: usize,
         decode: impl Fn(&[u8], u64) -> Option<T>,
@@ -341,9 +399,16 @@ impl Embedded {
         let table = txn.open_table(definition).map_err(failed)?;
         let name = queue.encode();
         let mut out = Vec::new();
-        for item in table.range(range(&name)).map_err(failed)?.take(limit) {
+        let (first, last) = bounds(&name);
+        let range = table
+            .range(first.as_slice()..=last.as_slice())
+            .map_err(failed)?;
+        for item in range.take(limit) {
             let (key, value) = item.map_err(failed)?;
-            if let Some(decoded) = decode(value.value(), key.value().1) {
+            let Some((_, seq)) = split_key(key.value()) else {
+                continue;
+            };
+            if let Some(decoded) = decode(value.value(), seq) {
                 out.push(decoded);
             }
         }
@@ -419,16 +484,18 @@ impl Queues for Embedded {
             let mut gone = Vec::new();
             for item in by_time.iter().map_err(failed)? {
                 let (key, _) = item.map_err(failed)?;
-                let (at, id) = key.value();
-                if at >= before && excess == 0 {
+                let key = key.value();
+                let at = key.get(..8).and_then(|b| b.try_into().ok());
+                if at.map_or(0, u64::from_be_bytes) >= before && excess == 0 {
                     break;
                 }
                 excess = excess.saturating_sub(1);
-                gone.push((at, id.to_string()));
+                gone.push(key.to_vec());
             }
-            for (at, id) in &gone {
-                by_time.remove((*at, id.as_str())).map_err(failed)?;
-                results.remove(id.as_str()).map_err(failed)?;
+            for key in &gone {
+                by_time.remove(key.as_slice()).map_err(failed)?;
+                let id = std::str::from_utf8(key.get(8..).unwrap_or_default());
+                results.remove(id.unwrap_or_default()).map_err(failed)?;
             }
             Ok(gone.len())
         })
@@ -437,13 +504,14 @@ impl Queues for Embedded {
     fn timer_tick(&self, timer: &str) -> Result<Option<u64>, KvError> {
         let txn = self.db.begin_read().map_err(failed)?;
         let table = txn.open_table(TIMERS).map_err(failed)?;
-        Ok(table.get(timer).map_err(failed)?.map(|v| v.value()))
+        let tick = table.get(timer).map_err(failed)?;
+        Ok(tick.and_then(|v| Some(u64::from_le_bytes(v.value().try_into().ok()?))))
     }
 
     fn set_timer_tick(&self, timer: &str, at: u64) -> Result<(), KvError> {
         self.write(|tx| {
             let mut table = tx.txn.open_table(TIMERS).map_err(failed)?;
-            table.insert(timer, at).map_err(failed)?;
+            table.insert(timer, &at.to_le_bytes()[..]).map_err(failed)?;
             Ok(())
         })
     }
