@@ -138,6 +138,7 @@ async fn accept(
     if let Err(e) = stored.await {
         return Response::text(500, format!("cannot store the call: {e}\n"));
     }
+    ctx.call_queued();
     let location = format!("{RESULTS_PREFIX}{id}");
     let body = json!({ "id": id, "state": "queued", "location": location });
     Response::new(202)

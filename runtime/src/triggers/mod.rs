@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use smol::future::FutureExt as _;
 use smol::{Executor, Task, Timer};
 
 use crate::config::Delivery;
@@ -57,6 +58,9 @@ pub struct Context {
     timers: Mutex<BTreeMap<String, Arc<TimerStats>>>,
     /// Asynchronous calls running now, by id.
     pub(crate) running_calls: Mutex<HashSet<String>>,
+    /// Fires when a function's queue of asynchronous calls gets its first call: most functions
+    /// never get one, so their dispatcher runs only while they have calls.
+    calls_waiting: event_listener::Event,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -98,7 +102,13 @@ impl Context {
             queues: Mutex::default(),
             timers: Mutex::default(),
             running_calls: Mutex::default(),
+            calls_waiting: event_listener::Event::new(),
         })
+    }
+
+    /// Says that an asynchronous call was queued, so that its function's dispatcher runs.
+    pub fn call_queued(&self) {
+        self.calls_waiting.notify(usize::MAX);
     }
 
     /// The state of `queue`, made on first use.
@@ -158,10 +168,11 @@ impl Context {
                 let settings = Settings::of(&w.delivery(), DEFAULT_ATTEMPTS);
                 queues.insert(QueueKey::new(name, source), settings);
             }
-            if !c.routes.is_empty() {
+            let calls = QueueKey::new(name, Source::Async);
+            if !c.routes.is_empty() && self.backend.counts(&calls).pending > 0 {
                 let delivery = c.async_calls.clone().unwrap_or_default();
                 let settings = Settings::of(&delivery, DEFAULT_CALL_ATTEMPTS);
-                queues.insert(QueueKey::new(name, Source::Async), settings);
+                queues.insert(calls, settings);
             }
             for schedule in &c.timers {
                 let key = format!("{name} {schedule}");
@@ -202,11 +213,13 @@ impl Triggers {
     }
 }
 
-/// Starts and stops dispatchers and timers so they match what is deployed, after each change.
+/// Starts and stops dispatchers and timers so they match what is deployed, after each change
+/// (and each asynchronous call queued: a function's queue of calls has a dispatcher only while
+/// it holds calls).
 async fn reconcile(ctx: Arc<Context>) {
     let mut running = Running::default();
     loop {
-        let changed = ctx.deployed.changed();
+        let changed = ctx.deployed.changed().or(ctx.calls_waiting.listen());
         let (queues, timers) = ctx.wanted();
         running
             .queues
