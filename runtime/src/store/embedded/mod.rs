@@ -1,16 +1,17 @@
 //! The embedded backend: a redb database in the data folder (`kv.redb`) that holds the
 //! key-value data, the queues of events and the triggers' small records.
 //!
-//! Each operation is its own write transaction, committed without an `fsync`
-//! (`Durability::None`): visible at once, atomic, and cheap. [`Store::sync`] then makes every
-//! commit so far durable with one durable commit. Callers that sync at the same time share it:
-//! one of them commits, the others wait for it, and a caller whose writes came after a commit
-//! began waits for the next. That is group commit, and it keeps the promise that a write is
+//! Each operation is atomic, and visible to every reader when it returns. Writers share
+//! transactions and syncs share durable commits ([`commit`]): concurrent writes go into one
+//! transaction, committed without an `fsync` unless someone waits for durability;
+//! [`Store::sync`] returns once every write before it is durable, with one durable commit for
+//! all who wait at the same time. That is group commit, and it keeps the promise that a write is
 //! durable before the response that depends on it.
 //!
 //! A key-value write under a watched prefix pushes its change event in the same transaction
 //! (`queues.rs`), so the event and the write are durable together or not at all.
 
+mod commit;
 mod queues;
 
 #[cfg(test)]
@@ -18,12 +19,9 @@ pub use queues::MAX_DEAD_LETTERS;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction,
-};
+use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use super::queues::{QueueCounts, QueueKey};
 use super::{KvError, Store};
@@ -32,19 +30,8 @@ const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 
 pub struct Embedded {
     db: Database,
-    /// Non-durable commits so far.
-    committed: AtomicU64,
-    sync: Mutex<SyncState>,
-    synced: Condvar,
+    committer: commit::Committer,
     queues: queues::State,
-}
-
-#[derive(Default)]
-struct SyncState {
-    /// Commits known durable.
-    durable: u64,
-    /// Whether a durable commit is under way.
-    syncing: bool,
 }
 
 fn failed(e: impl std::fmt::Display) -> KvError {
@@ -57,8 +44,8 @@ struct Tx<'t> {
     txn: &'t WriteTransaction,
     kv: Table<'t, &'static [u8], &'static [u8]>,
     queue: Option<Table<'t, &'static [u8], &'static [u8]>>,
-    /// Changes to queue counts, and queues pushed to.
-    delta: HashMap<QueueKey, Delta>,
+    /// Changes to queue counts, and queues pushed to, by the writes in the transaction.
+    delta: &'t mut HashMap<QueueKey, Delta>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -82,9 +69,7 @@ impl Embedded {
         let queues = queues::State::load(&db)?;
         Ok(Embedded {
             db,
-            committed: AtomicU64::new(0),
-            sync: Mutex::new(SyncState::default()),
-            synced: Condvar::new(),
+            committer: commit::Committer::new(),
             queues,
         })
     }
@@ -98,42 +83,21 @@ impl Embedded {
         f(&table).map_err(failed)
     }
 
-    /// Runs `f` in a write transaction committed without waiting for the disk; an error from
-    /// `f` aborts it.
+    /// Runs `f` in the open write transaction and returns once it is committed (see
+    /// [`commit`]). `f` must write nothing if it fails on its own account; a database failure
+    /// fails the whole transaction.
     fn write<R>(&self, f: impl FnOnce(&mut Tx) -> Result<R, KvError>) -> Result<R, KvError> {
-        let mut txn = self.db.begin_write().map_err(failed)?;
-        txn.set_durability(Durability::None).map_err(failed)?;
-        let (result, delta) = {
+        let op = |txn: &WriteTransaction, delta: &mut HashMap<QueueKey, Delta>| {
             let mut tx = Tx {
-                txn: &txn,
+                txn,
                 kv: txn.open_table(KV).map_err(failed)?,
                 queue: None,
-                delta: HashMap::new(),
+                delta,
             };
-            (f(&mut tx)?, tx.delta)
+            f(&mut tx)
         };
-        txn.commit().map_err(failed)?;
-        self.committed.fetch_add(1, SeqCst);
-        self.queues.committed(delta);
-        Ok(result)
-    }
-
-    fn lock(&self) -> MutexGuard<'_, SyncState> {
-        self.sync.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// One durable commit; returns how many commits it covers.
-    fn commit_durably(&self) -> Result<u64, KvError> {
-        let txn = self.db.begin_write().map_err(failed)?;
-        // The write lock is held: every commit counted now is in the database.
-        let covered = self.committed.load(SeqCst);
-        txn.commit().map_err(failed)?;
-        Ok(covered)
-    }
-
-    /// Whether commits were made since the last durable one.
-    pub fn unsynced(&self) -> bool {
-        self.committed.load(SeqCst) > self.lock().durable
+        self.committer
+            .write(&self.db, op, &|delta| self.queues.committed(delta))
     }
 }
 
@@ -154,18 +118,21 @@ impl Store for Embedded {
 
     fn set(&self, key: &[u8], value: &[u8], by: Option<&str>) -> Result<(), KvError> {
         self.write(|tx| {
-            tx.kv.insert(key, value).map_err(failed)?;
-            self.queues.changed(tx, key, Some(value), by)
+            // The change event first: a full watcher refuses the write before anything is
+            // written.
+            self.queues.changed(tx, key, Some(value), by)?;
+            tx.kv.insert(key, value).map_err(failed).map(drop)
         })
     }
 
     fn delete(&self, key: &[u8], by: Option<&str>) -> Result<bool, KvError> {
         self.write(|tx| {
-            let existed = tx.kv.remove(key).map_err(failed)?.is_some();
-            if existed {
+            let exists = tx.kv.get(key).map_err(failed)?.is_some();
+            if exists {
                 self.queues.changed(tx, key, None, by)?;
+                tx.kv.remove(key).map_err(failed)?;
             }
-            Ok(existed)
+            Ok(exists)
         })
     }
 
@@ -203,8 +170,8 @@ impl Store for Embedded {
                 parse_counter(tx.kv.get(key).map_err(failed)?.as_ref().map(|v| v.value()))?;
             let next = current.checked_add(delta).ok_or(KvError::NotANumber)?;
             let text = next.to_string();
-            tx.kv.insert(key, text.as_bytes()).map_err(failed)?;
             self.queues.changed(tx, key, Some(text.as_bytes()), by)?;
+            tx.kv.insert(key, text.as_bytes()).map_err(failed)?;
             Ok(next)
         })
     }
@@ -221,35 +188,21 @@ impl Store for Embedded {
             if current.as_deref() != expected {
                 return Ok(false);
             }
-            match new {
-                Some(value) => drop(tx.kv.insert(key, value).map_err(failed)?),
-                None if current.is_none() => return Ok(true),
-                None => drop(tx.kv.remove(key).map_err(failed)?),
+            if new.is_none() && current.is_none() {
+                return Ok(true);
             }
             self.queues.changed(tx, key, new, by)?;
+            match new {
+                Some(value) => drop(tx.kv.insert(key, value).map_err(failed)?),
+                None => drop(tx.kv.remove(key).map_err(failed)?),
+            }
             Ok(true)
         })
     }
 
     fn sync(&self) -> Result<(), KvError> {
-        let target = self.committed.load(SeqCst);
-        let mut state = self.lock();
-        loop {
-            if state.durable >= target {
-                return Ok(());
-            }
-            if state.syncing {
-                state = self.synced.wait(state).unwrap_or_else(|e| e.into_inner());
-                continue;
-            }
-            state.syncing = true;
-            drop(state);
-            let result = self.commit_durably();
-            state = self.lock();
-            state.syncing = false;
-            self.synced.notify_all();
-            state.durable = state.durable.max(result?);
-        }
+        self.committer
+            .sync(&self.db, &|delta| self.queues.committed(delta))
     }
 }
 

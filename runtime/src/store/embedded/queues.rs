@@ -111,7 +111,8 @@ impl State {
         counts.get(queue).copied().unwrap_or_default()
     }
 
-    /// Pushes the change of `key` (to `value`, or deleted) to every watcher of it but `by`.
+    /// Pushes the change of `key` (to `value`, or deleted) to every watcher of it but `by`; or,
+    /// if one of them is full, pushes nothing and refuses.
     pub(super) fn changed(
         &self,
         tx: &mut Tx,
@@ -120,18 +121,23 @@ impl State {
         by: Option<&str>,
     ) -> Result<(), KvError> {
         let watches = self.watches();
-        for watch in &watches.list {
-            let Some(rest) = key.strip_prefix(watch.namespace.as_slice()) else {
-                continue;
-            };
-            if !rest.starts_with(&watch.prefix) || by == Some(watch.queue.function.as_str()) {
-                continue;
-            }
+        let watchers: Vec<(&Watch, &[u8])> = watches
+            .list
+            .iter()
+            .filter_map(|watch| {
+                let rest = key.strip_prefix(watch.namespace.as_slice())?;
+                let mine = by == Some(watch.queue.function.as_str());
+                (rest.starts_with(&watch.prefix) && !mine).then_some((watch, rest))
+            })
+            .collect();
+        for (watch, _) in &watchers {
             let queued = self.count(&watch.queue).pending as i64
                 + tx.delta.get(&watch.queue).map_or(0, |d| d.pending);
             if queued >= watches.cap as i64 {
                 return Err(KvError::QueueFull);
             }
+        }
+        for (watch, rest) in watchers {
             let body = Body::Change {
                 key: rest.to_vec(),
                 deleted: value.is_none(),
