@@ -13,13 +13,13 @@
 //! For every module it prints one line:
 //!
 //! ```text
-//! invoke NAME size=BYTES pages=N compile_ms=C min_us=X median_us=Y p99_us=Z pool_us=P
+//! invoke NAME size=BYTES pages=N compile_ms=C min_us=X median_us=Y p99_us=Z sched_us=S
 //!        fuel=F mem_kib=M iters=I
 //! ```
 //!
-//! `min_us`, `median_us` and `p99_us` time `run_here` (instantiate + run on this thread, as a
-//! worker runs it). `pool_us` is the median through a one-worker `Pool`, as the server runs it:
-//! instantiate + run plus the hand-off to the worker thread and back.
+//! `min_us`, `median_us` and `p99_us` time `run_here` (instantiate + run on this thread).
+//! `sched_us` is the median through the server's `Scheduler`, on this thread as a connection's
+//! task runs it: instantiate + run plus admission and the future around it.
 //!
 //! The generated modules (hand-written WAT, via the `wat` dev-dependency) separate what an
 //! invocation pays for: `wat-1page` is the floor (one `fd_write`, one page of memory),
@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wisp::engine::{Invocation, Limits, Module, Pool, PoolConfig, run_here};
+use wisp::engine::{Invocation, Limits, Module, Scheduler, SchedulerConfig, run_here};
 
 const WRITE_OK: &str = r#"
   (import "wasi_snapshot_preview1" "fd_write"
@@ -212,39 +212,31 @@ fn bench(name: &str, wasm: &[u8], plan: Plan) {
         debug_assert!(outcome.result.is_ok());
     }
     times.sort();
-    // The same through the server's worker pool (one worker): instantiate + run, plus handing
-    // the invocation to a worker thread and the outcome back.
-    let pool = Pool::new(PoolConfig {
-        workers: 1,
-        ..PoolConfig::default()
-    });
-    let mut pooled = Vec::new();
+    // The same through the server's scheduler, on this thread as a connection's task runs it.
+    let scheduler = Scheduler::new(SchedulerConfig::default());
+    let mut scheduled = Vec::new();
     let started = Instant::now();
     while plan.iters.is_none()
-        && pooled.len() < times.len().min(20_000)
-        && (pooled.len() < 20 || started.elapsed() < budget / 2)
+        && scheduled.len() < times.len().min(20_000)
+        && (scheduled.len() < 20 || started.elapsed() < budget / 2)
     {
         let invocation = invocation.clone();
         let start = Instant::now();
-        let ticket = pool
-            .submit(module.clone(), invocation)
-            .expect("an idle pool");
-        let outcome = ticket.wait();
-        pooled.push(start.elapsed());
-        debug_assert!(outcome.result.is_ok());
+        let outcome = smol::block_on(scheduler.run(module.clone(), invocation));
+        scheduled.push(start.elapsed());
+        debug_assert!(outcome.is_ok_and(|o| o.result.is_ok()));
     }
-    drop(pool);
-    pooled.sort();
+    scheduled.sort();
     println!(
         "invoke {name} size={} pages={} compile_ms={:.2} min_us={:.1} median_us={:.1} \
-         p99_us={:.1} pool_us={:.1} fuel={} mem_kib={} iters={}",
+         p99_us={:.1} sched_us={:.1} fuel={} mem_kib={} iters={}",
         wasm.len(),
         initial_pages(wasm).map_or("?".into(), |p| p.to_string()),
         compile_times[compile_times.len() / 2].as_secs_f64() * 1e3,
         us(times[0]),
         us(percentile(&times, 0.5)),
         us(percentile(&times, 0.99)),
-        pooled.get(pooled.len() / 2).map_or(0.0, |d| us(*d)),
+        scheduled.get(scheduled.len() / 2).map_or(0.0, |d| us(*d)),
         first.fuel_used,
         first.memory_bytes / 1024,
         times.len(),

@@ -135,10 +135,10 @@ pub fn model_from(device_tree: Option<&[u8]>, cpuinfo: Option<&str>) -> Option<S
 /// start, with what the command line changed.
 pub fn describe(options: &Options) -> String {
     let values = [
-        ("workers", options.pool.workers as u64),
-        ("max-running", options.pool.max_running as u64),
-        ("queue", options.pool.queue as u64),
-        ("slice-fuel", options.pool.slice_fuel),
+        ("workers", options.workers as u64),
+        ("max-running", options.scheduler.max_running as u64),
+        ("queue", options.scheduler.queue as u64),
+        ("slice-fuel", options.scheduler.slice_fuel),
         ("fuel", options.limits.fuel),
         ("timeout-ms", options.limits.timeout.as_millis() as u64),
         ("memory-mb", options.limits.memory_bytes >> 20),

@@ -2,8 +2,8 @@
 //! key-value change, an asynchronous call) hands it an [`Invocation`] and gets back how it
 //! ended. In between, the same steps for all:
 //!
-//! 1. run it on the engine, under the function's limits, with its stores and the topics it may
-//!    publish to;
+//! 1. run it on the engine, on the calling executor thread, under the function's limits, with
+//!    its stores and the topics it may publish to;
 //! 2. read its output: an HTTP response, or for an event only whether it failed;
 //! 3. if it succeeded, commit what it published together with what the trigger asks
 //!    ([`Settle`]: the acknowledgement of the message it handled, say), in one transaction;
@@ -15,16 +15,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::deployed::Function;
-use crate::engine::{Busy, Invocation, Limit, Outcome, Pool, Stop};
+use crate::engine::{Busy, Invocation, Limit, Outcome, Scheduler, Stop};
 use crate::http::Response;
 use crate::store::Backend;
 use crate::store::queues::QueueOp;
 use crate::topics::Topics;
 use crate::wagi;
 
-/// Runs invocations on the pool and makes their effects durable.
+/// Runs invocations and makes their effects durable.
 pub struct Invoker {
-    pool: Pool,
+    scheduler: Scheduler,
     backend: Arc<dyn Backend>,
     topics: Arc<Topics>,
 }
@@ -51,20 +51,20 @@ pub struct Invoked {
 pub type Settle<'a> = Box<dyn FnOnce(&Invoked) -> Vec<QueueOp> + Send + 'a>;
 
 impl Invoker {
-    pub fn new(pool: Pool, backend: Arc<dyn Backend>, topics: Arc<Topics>) -> Invoker {
+    pub fn new(scheduler: Scheduler, backend: Arc<dyn Backend>, topics: Arc<Topics>) -> Invoker {
         Invoker {
-            pool,
+            scheduler,
             backend,
             topics,
         }
     }
 
-    pub fn pool(&self) -> &Pool {
-        &self.pool
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
     }
 
-    /// Runs `invocation` of `function` to its end and settles it; `Busy` if the pool's queue
-    /// is full (nothing ran, nothing is committed).
+    /// Runs `invocation` of `function` to its end and settles it; `Busy` if too many wait to
+    /// run already (nothing ran, nothing is committed).
     pub async fn invoke(
         &self,
         function: &Function,
@@ -75,8 +75,8 @@ impl Invoker {
         invocation.kv = function.kv.clone();
         invocation.topics = function.admit.clone();
         let started = Instant::now();
-        let ticket = self.pool.submit(function.module.clone(), invocation)?;
-        let mut outcome = ticket.outcome().await;
+        let run = self.scheduler.run(function.module.clone(), invocation);
+        let mut outcome = run.await?;
         let (fuel, memory) = (outcome.fuel_used, outcome.memory_bytes);
         let kv_wrote = outcome.kv_wrote;
         let published = std::mem::take(&mut outcome.published);

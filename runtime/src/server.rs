@@ -1,5 +1,5 @@
-//! Starting and stopping a server: bind, run the front end on a small executor and the wasm
-//! on the worker pool, stop gracefully on SIGTERM or SIGINT.
+//! Starting and stopping a server: bind, run the front end and the wasm on one executor served
+//! by a thread per core, stop gracefully on SIGTERM or SIGINT.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
@@ -13,7 +13,7 @@ use smol::{Async, Executor};
 use crate::admin::Token;
 use crate::config::Manifest;
 use crate::deployed::{Deployed, Function};
-use crate::engine::{Limits, Pool, PoolConfig};
+use crate::engine::{Limits, Scheduler, SchedulerConfig};
 use crate::http;
 use crate::invoke::Invoker;
 use crate::registry::{self, Registry};
@@ -22,15 +22,19 @@ use crate::store::{Backend, Embedded};
 use crate::topics::{self, Topics};
 use crate::triggers::{Context, Triggers};
 
+/// Native stack of a worker thread: virtual memory, touched only as deep as a run goes.
+const WORKER_STACK: usize = 8 << 20;
+
 /// Everything a server is started with.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Address to listen on. Default `0.0.0.0:8080`.
     pub listen: String,
     pub http: http::Limits,
-    pub pool: PoolConfig,
-    /// Threads for HTTP I/O. Default 1: parsing is cheap next to running wasm.
-    pub io_threads: usize,
+    /// Threads that serve connections and run the invocations of their requests. Default: one
+    /// per core.
+    pub workers: usize,
+    pub scheduler: SchedulerConfig,
     /// The limits of functions that do not set their own.
     pub limits: Limits,
     /// The data folder: registry, modules, admin token. Default: `$STATE_DIRECTORY` (set by
@@ -53,8 +57,8 @@ impl Default for Options {
         Options {
             listen: "0.0.0.0:8080".into(),
             http: http::Limits::default(),
-            pool: PoolConfig::default(),
-            io_threads: 1,
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            scheduler: SchedulerConfig::default(),
             limits: Limits::default(),
             data: std::env::var_os("STATE_DIRECTORY")
                 .map_or_else(|| PathBuf::from("wisp-data"), PathBuf::from),
@@ -177,7 +181,7 @@ pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> 
         options.limits.clone(),
     ));
     let invoker = Invoker::new(
-        Pool::new(options.pool.clone()),
+        Scheduler::new(options.scheduler.clone()),
         backend.clone(),
         topics.clone(),
     );
@@ -219,14 +223,19 @@ pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> 
     let _ = std::io::stdout().flush();
 
     let triggers = Triggers::start(ctx);
-    let (stop_io, io_stopped) = smol::channel::bounded::<()>(1);
-    let io_threads: Vec<_> = (1..options.io_threads.max(1))
+    // This thread and `workers - 1` more run the executor: each serves connections and runs
+    // the invocations of their requests itself.
+    let (stop_threads, threads_stopped) = smol::channel::bounded::<()>(1);
+    let threads: Vec<_> = (1..options.workers.max(1))
         .map(|i| {
-            let (ex, io_stopped) = (ex.clone(), io_stopped.clone());
+            let (ex, stopped) = (ex.clone(), threads_stopped.clone());
             std::thread::Builder::new()
-                .name(format!("wisp-io-{i}"))
-                .spawn(move || smol::block_on(ex.run(io_stopped.recv())))
-                .expect("spawn an I/O thread")
+                .name(format!("wisp-{i}"))
+                // wasmi's executor keeps deep native frames, deeper still in debug builds; the
+                // main thread has as much.
+                .stack_size(WORKER_STACK)
+                .spawn(move || smol::block_on(ex.run(stopped.recv())))
+                .expect("spawn a worker thread")
         })
         .collect();
     let shutdown = async move {
@@ -246,8 +255,8 @@ pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> 
     // No new deliveries or ticks; what was acknowledged is made durable. Deliveries still
     // running are abandoned, and delivered again at the next start.
     drop(triggers);
-    drop(stop_io);
-    for thread in io_threads {
+    drop(stop_threads);
+    for thread in threads {
         let _ = thread.join();
     }
     if let Err(e) = backend.sync() {

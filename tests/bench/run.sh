@@ -546,17 +546,17 @@ table() {
     echo
     echo "### 3. Per-invocation cost: instantiate + run (\`cargo bench --bench invoke\`, glibc, one thread)"
     echo
-    echo "\`run_here\` instantiates and runs on the calling thread, as a worker does; **via pool**" \
-        "goes through a one-worker \`Pool\` as the server does: the same plus the hand-off to a" \
-        "worker thread and back."
+    echo "\`run_here\` instantiates and runs on the calling thread; **via scheduler** goes through" \
+        "the server's \`Scheduler\` on the same thread, as a connection's task runs it: the same" \
+        "plus admission and the future around it."
     echo
-    echo "| module | bytes | pages | compile ms | \`run_here\` min µs | **median µs** | via pool µs | fuel per run |"
+    echo "| module | bytes | pages | compile ms | \`run_here\` min µs | **median µs** | via scheduler µs | fuel per run |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     local name rest
     while read -r _ name rest; do
         if [[ $rest == error=* ]]; then echo "| $name | $rest | | | | | | |"; continue; fi
         echo "| $name | $(num "$(micro "$name" size)") | $(micro "$name" pages) | $(micro "$name" compile_ms) |" \
-            "$(micro "$name" min_us) | **$(net "$name")** | $(micro "$name" pool_us) |" \
+            "$(micro "$name" min_us) | **$(net "$name")** | $(micro "$name" sched_us) |" \
             "$(num "$(micro "$name" fuel)") |"
     done < <(grep '^invoke' "$work/micro.out")
     echo

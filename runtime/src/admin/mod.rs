@@ -186,7 +186,7 @@ fn metrics(admin: &Admin) -> Response {
         connections: http.connections.load(Relaxed),
         requests: http.requests.load(Relaxed),
         rejected: http.rejected.load(Relaxed),
-        queued: admin.ctx.invoker.pool().queued(),
+        queued: admin.ctx.invoker.scheduler().queued(),
         functions: functions.len(),
     };
     let stats: Vec<_> = functions

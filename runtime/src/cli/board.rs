@@ -69,14 +69,18 @@ mod tests {
             assert!(apply(Some(&b.name), &[], &mut options).unwrap());
             let o = &b.options;
             let check = |set: Option<u64>, got: u64| set.is_none_or(|v| v == got);
-            assert!(check(o.workers, options.pool.workers as u64), "{}", b.name);
+            assert!(check(o.workers, options.workers as u64), "{}", b.name);
             assert!(
-                check(o.max_running, options.pool.max_running as u64),
+                check(o.max_running, options.scheduler.max_running as u64),
                 "{}",
                 b.name
             );
-            assert!(check(o.queue, options.pool.queue as u64), "{}", b.name);
-            assert!(check(o.slice_fuel, options.pool.slice_fuel), "{}", b.name);
+            assert!(check(o.queue, options.scheduler.queue as u64), "{}", b.name);
+            assert!(
+                check(o.slice_fuel, options.scheduler.slice_fuel),
+                "{}",
+                b.name
+            );
             assert!(check(o.fuel, options.limits.fuel), "{}", b.name);
             let timeout = options.limits.timeout.as_millis() as u64;
             assert!(check(o.timeout_ms, timeout), "{}", b.name);
@@ -96,13 +100,13 @@ mod tests {
     fn options_given_on_the_command_line_win() {
         let mut options = Options::default();
         options.limits.fuel = 7;
-        options.pool.workers = 1;
+        options.workers = 1;
         let given = ["fuel".to_string(), "workers".to_string()];
         apply(Some("pi-zero-2w"), &given, &mut options).unwrap();
         assert_eq!(options.limits.fuel, 7);
-        assert_eq!(options.pool.workers, 1);
+        assert_eq!(options.workers, 1);
         assert_eq!(options.limits.memory_bytes, 16 << 20);
-        assert_eq!(options.pool.max_running, 8);
+        assert_eq!(options.scheduler.max_running, 8);
     }
 
     #[test]

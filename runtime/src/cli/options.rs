@@ -28,11 +28,10 @@ Server options:
       --token-file <PATH>    Admin token file [default: DIR/admin.token; WISP_TOKEN overrides]
       --max-module-mb <MB>   Largest module a deploy may upload [default: 64]
       --store-cache-mb <MB>  Key-value store cache [default: 16]
-      --workers <N>          Threads that run wasm [default: one per core]
+      --workers <N>          Threads that serve HTTP and run wasm [default: one per core]
       --queue <N>            Invocations that may wait for a worker; past it, 503 [default: 256]
       --max-running <N>      Invocations started and not finished, at most [default: 8 per worker]
       --slice-fuel <N>       Fuel per scheduling slice [default: 100000]
-      --io-threads <N>       Threads for HTTP I/O [default: 1]
       --max-connections <N>  Open connections at most [default: 1024]
       --max-body-kb <KB>     Largest request body [default: 1024]
       --max-head-kb <KB>     Largest request head [default: 16]
@@ -83,16 +82,18 @@ pub fn server(
             if workers == 0 {
                 return Err(Error("--workers must be at least 1".into()));
             }
-            options.pool.max_running = options.pool.max_running / options.pool.workers * workers;
-            options.pool.workers = workers;
+            options.scheduler.max_running =
+                options.scheduler.max_running / options.workers * workers;
+            options.workers = workers;
         }
-        "queue" => options.pool.queue = number(parser, "queue")?,
-        "max-running" => options.pool.max_running = number::<usize>(parser, "max-running")?.max(1),
-        "slice-fuel" => options.pool.slice_fuel = number::<u64>(parser, "slice-fuel")?.max(1),
+        "queue" => options.scheduler.queue = number(parser, "queue")?,
+        "max-running" => {
+            options.scheduler.max_running = number::<usize>(parser, "max-running")?.max(1)
+        }
+        "slice-fuel" => options.scheduler.slice_fuel = number::<u64>(parser, "slice-fuel")?.max(1),
         "store-cache-mb" => {
             options.store_cache_bytes = number::<usize>(parser, "store-cache-mb")? << 20;
         }
-        "io-threads" => options.io_threads = number::<usize>(parser, "io-threads")?.max(1),
         "max-connections" => {
             options.http.max_connections = number::<usize>(parser, "max-connections")?.max(1);
         }

@@ -103,7 +103,7 @@ pub(crate) fn guest_range(size: usize, ptr: i32, len: usize) -> Option<std::ops:
 #[derive(Debug)]
 pub(crate) enum HostStop {
     Limit(Limit),
-    /// `poll_oneoff` asked to wait until then; the worker runs others meanwhile.
+    /// `poll_oneoff` asked to wait until then; its thread runs others meanwhile.
     Sleep(Instant),
 }
 

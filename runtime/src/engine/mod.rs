@@ -1,6 +1,6 @@
 //! Runs WebAssembly functions: compile once per module (shared by the versions that deploy it), a
-//! fresh instance per invocation, every invocation under its [`Limits`], on a pool of worker
-//! threads.
+//! fresh instance per invocation, every invocation under its [`Limits`], in fuel slices on the
+//! executor thread that asks for it ([`Scheduler`]).
 //!
 //! This module knows nothing of HTTP: an [`Invocation`] is argv, environment and stdin; an
 //! [`Outcome`] is the exit status (or the [`Stop`] that ended the run), stdout and stderr.
@@ -9,9 +9,9 @@ mod host;
 mod kv;
 mod limits;
 mod module;
-mod pool;
 mod publish;
 mod run;
+mod scheduler;
 mod wasi;
 
 use std::sync::Arc;
@@ -20,19 +20,18 @@ use std::time::Instant;
 pub use kv::OP_FUEL as KV_OP_FUEL;
 pub use limits::{Limit, Limits};
 pub use module::{CompileError, Module, ModuleCache};
-pub use pool::{Busy, Pool, PoolConfig, Ticket};
 pub use publish::{
     Admit, Hold, MAX_MESSAGE, MAX_MESSAGES, MAX_OUTBOX_BYTES, Published, Refused, any_topic,
     valid_topic,
 };
 pub use run::{Invocation, Outcome, Stop};
+pub use scheduler::{Busy, DEFAULT_SLICE_FUEL, Scheduler, SchedulerConfig};
 
 /// Runs one invocation to its end on the calling thread, sleeping where the guest sleeps: for
 /// `wisp run`, where there is nothing else to interleave with.
 pub fn run_here(module: Arc<Module>, invocation: Invocation) -> Outcome {
     let deadline = Instant::now() + module.limits.timeout;
-    // Not `PoolConfig::default()`: counting the cores costs syscalls on every call.
-    let slice = pool::DEFAULT_SLICE_FUEL;
+    let slice = DEFAULT_SLICE_FUEL;
     let mut step = run::Run::start(module, invocation, deadline, slice);
     loop {
         step = match step {

@@ -29,13 +29,15 @@ fn chain(funcs: usize, ops: usize) -> (String, i32) {
     (wat, expected)
 }
 
-fn run_sliced(module: Arc<Module>, slice_fuel: u64) -> Outcome {
-    let pool = Pool::new(PoolConfig {
-        workers: 1,
+fn scheduler(slice_fuel: u64) -> Scheduler {
+    Scheduler::new(SchedulerConfig {
         slice_fuel,
-        ..PoolConfig::default()
-    });
-    pool.submit(module, Invocation::default()).unwrap().wait()
+        ..SchedulerConfig::default()
+    })
+}
+
+fn run_sliced(module: Arc<Module>, slice_fuel: u64) -> Outcome {
+    smol::block_on(scheduler(slice_fuel).run(module, Invocation::default())).unwrap()
 }
 
 #[test]
@@ -69,17 +71,23 @@ fn lazy_translation_resumes_across_slices() {
 fn concurrent_first_calls_share_one_translation() {
     let (wat, expected) = chain(8, 400);
     let module = Module::compile(&wat::parse_str(&wat).unwrap(), Limits::default()).unwrap();
-    let pool = Pool::new(PoolConfig {
-        workers: 4,
-        slice_fuel: 50,
-        ..PoolConfig::default()
-    });
-    let tickets: Vec<_> = (0..16)
-        .map(|_| pool.submit(module.clone(), Invocation::default()).unwrap())
+    // Several runs at once on two threads, each taking turns in tiny slices: they translate
+    // the same functions on their first calls, concurrently.
+    let s = Arc::new(scheduler(50));
+    let ex = smol::Executor::new();
+    let runs: Vec<_> = (0..16)
+        .map(|_| ex.spawn(s.run(module.clone(), Invocation::default())))
         .collect();
-    for ticket in tickets {
-        assert_eq!(ticket.wait().result, Ok(expected));
-    }
+    std::thread::scope(|scope| {
+        let (stop, stopped) = smol::channel::bounded::<()>(1);
+        scope.spawn(|| smol::block_on(ex.run(async move { stopped.recv().await })));
+        smol::block_on(ex.run(async {
+            for run in runs {
+                assert_eq!(run.await.unwrap().result, Ok(expected));
+            }
+        }));
+        drop(stop);
+    });
 }
 
 #[test]

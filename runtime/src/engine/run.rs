@@ -1,9 +1,9 @@
 //! One invocation, run in fuel slices.
 //!
 //! A run gets at most `slice` fuel at a time. When a slice is used up, wasmi suspends the call
-//! (`ResumableCall::OutOfFuel`) and the worker decides what runs next: between slices it checks
+//! (`ResumableCall::OutOfFuel`) and the scheduler decides what runs next: between slices it checks
 //! the deadline, so a deadline is exact on an interpreter with no epoch interrupt, and a long
-//! computation never holds a worker for more than one slice while others wait.
+//! computation never holds its thread for more than one slice while others wait.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -243,5 +243,20 @@ fn outcome(store: Store<HostState>, fuel_used: u64, result: Result<i32, Stop>) -
         memory_bytes,
         kv_wrote: state.kv_wrote,
         published: state.published,
+    }
+}
+
+impl Outcome {
+    /// The outcome of a run stopped before it could start.
+    pub(crate) fn stopped(stop: Stop) -> Outcome {
+        Outcome {
+            result: Err(stop),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            fuel_used: 0,
+            memory_bytes: 0,
+            kv_wrote: false,
+            published: Vec::new(),
+        }
     }
 }

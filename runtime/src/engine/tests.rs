@@ -148,125 +148,196 @@ fn recursion_stops_at_the_depth_cap() {
     assert_eq!(run(wat, limits).result, Err(Stop::Limit(Limit::Stack(200))));
 }
 
-#[test]
-fn a_sleeping_guest_does_not_hold_its_worker() {
-    // `_start` sleeps 300 ms through poll_oneoff on a relative monotonic clock.
-    let sleeper = r#"(module
+/// Runs `main` on an executor of `threads` threads (the calling one included), as the server
+/// runs its tasks; `main` spawns what runs beside it on the executor it is given.
+fn on_executor<T: Send + 'static, F: std::future::Future<Output = T> + Send + 'static>(
+    threads: usize,
+    main: impl FnOnce(Arc<smol::Executor<'static>>) -> F,
+) -> T {
+    let ex = Arc::new(smol::Executor::new());
+    let (stop, stopped) = smol::channel::bounded::<()>(1);
+    let helpers: Vec<_> = (1..threads)
+        .map(|_| {
+            let (ex, stopped) = (ex.clone(), stopped.clone());
+            std::thread::spawn(move || smol::block_on(ex.run(stopped.recv())))
+        })
+        .collect();
+    let out = smol::block_on(ex.run(main(ex.clone())));
+    drop(stop);
+    for helper in helpers {
+        let _ = helper.join().unwrap();
+    }
+    out
+}
+
+fn scheduler(max_running: usize, queue: usize, slice_fuel: u64) -> Arc<Scheduler> {
+    Arc::new(Scheduler::new(SchedulerConfig {
+        max_running,
+        queue,
+        slice_fuel,
+    }))
+}
+
+/// A module that sleeps `ms` through poll_oneoff on a relative monotonic clock.
+fn sleeper(ms: u64) -> String {
+    format!(
+        r#"(module
       (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
       (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
       (memory (export "memory") 1)
       (func (export "_start")
         (i32.store8 (i32.const 8) (i32.const 0))
         (i32.store (i32.const 16) (i32.const 1))
-        (i64.store (i32.const 24) (i64.const 300000000))
-        (call $exit (call $poll (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 200)))))"#;
-    let pool = Pool::new(PoolConfig {
-        workers: 1,
-        ..PoolConfig::default()
-    });
-    let started = Instant::now();
-    let sleeping = pool
-        .submit(compile(sleeper, Limits::default()), Invocation::default())
-        .unwrap();
-    let quick = compile(&writer(1, "hi", 1), Limits::default());
-    let out = pool.submit(quick, Invocation::default()).unwrap().wait();
-    assert_eq!(out.stdout, b"hi");
-    assert!(
-        started.elapsed() < Duration::from_millis(300),
-        "the quick run waited for the sleeper"
-    );
-    assert_eq!(sleeping.wait().result, Ok(0));
-    assert!(started.elapsed() >= Duration::from_millis(300));
+        (i64.store (i32.const 24) (i64.const {ns}))
+        (call $exit (call $poll (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 200)))))"#,
+        ns = ms * 1_000_000
+    )
 }
 
-#[test]
-fn a_long_run_yields_to_a_short_one_on_a_single_worker() {
-    let spin = r#"(module (func (export "_start") (loop $l (br $l))))"#;
-    let limits = Limits {
+const SPIN: &str = r#"(module (func (export "_start") (loop $l (br $l))))"#;
+
+fn spin_limits() -> Limits {
+    Limits {
         fuel: u64::MAX,
         timeout: Duration::from_secs(30),
         ..Limits::default()
-    };
-    let pool = Pool::new(PoolConfig {
-        workers: 1,
-        slice_fuel: 10_000,
-        ..PoolConfig::default()
-    });
-    let spinning = pool
-        .submit(compile(spin, limits), Invocation::default())
-        .unwrap();
-    let quick = compile(&writer(1, "hi", 1), Limits::default());
-    let out = wait_at_most(pool.submit(quick, Invocation::default()).unwrap());
-    assert_eq!(out.stdout, b"hi");
-    // Dropping the ticket cancels the spinning run at its next slice; dropping the pool then
-    // joins the worker, which it could not if the run went on.
-    drop(spinning);
-    drop(pool);
-}
-
-#[test]
-fn every_invocation_is_answered_when_many_arrive_at_once() {
-    // Workers sleep and wake as the queue fills and empties; a lost wake-up would leave an
-    // invocation unanswered.
-    let pool = Arc::new(Pool::new(PoolConfig {
-        workers: 2,
-        slice_fuel: 50,
-        ..PoolConfig::default()
-    }));
-    let module = compile(&writer(1, "x", 20), Limits::default());
-    let submitters: Vec<_> = (0..4)
-        .map(|_| {
-            let (pool, module) = (pool.clone(), module.clone());
-            std::thread::spawn(move || {
-                for round in 0..50 {
-                    let tickets: Vec<_> = (0..round % 7 + 1)
-                        .map(|_| pool.submit(module.clone(), Invocation::default()).unwrap())
-                        .collect();
-                    for ticket in tickets {
-                        assert_eq!(wait_at_most(ticket).stdout, [b'x'; 20]);
-                    }
-                }
-            })
-        })
-        .collect();
-    for submitter in submitters {
-        submitter.join().unwrap();
     }
 }
 
 #[test]
-fn dropping_the_pool_right_after_the_last_outcome_joins_every_worker() {
-    // The last outcome can reach its receiver a moment before its worker has done with it; the
-    // pool dropped in that moment must still stop every worker, not leave some waiting.
-    let module = compile(&writer(1, "x", 1), Limits::default());
-    let (done, finished) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for _ in 0..300 {
-            let pool = Pool::new(PoolConfig {
-                workers: 4,
-                ..PoolConfig::default()
-            });
-            let tickets: Vec<_> = (0..8)
-                .map(|_| pool.submit(module.clone(), Invocation::default()).unwrap())
-                .collect();
-            tickets
-                .into_iter()
-                .for_each(|t| assert_eq!(t.wait().stdout, b"x"));
-            drop(pool);
-        }
-        done.send(()).unwrap();
+fn a_sleeping_guest_does_not_hold_its_thread() {
+    let started = Instant::now();
+    let (quick_at, quick, sleeping) = on_executor(1, move |ex| async move {
+        let s = scheduler(8, 8, DEFAULT_SLICE_FUEL);
+        let sleeping = ex.spawn({
+            let s = s.clone();
+            async move {
+                let module = compile(&sleeper(300), Limits::default());
+                s.run(module, Invocation::default()).await.unwrap()
+            }
+        });
+        smol::future::yield_now().await;
+        let quick = compile(&writer(1, "hi", 1), Limits::default());
+        let quick = s.run(quick, Invocation::default()).await.unwrap();
+        (started.elapsed(), quick, sleeping.await)
     });
-    finished
-        .recv_timeout(Duration::from_secs(120))
-        .expect("a dropped pool did not join its workers within 120 s");
+    assert_eq!(quick.stdout, b"hi");
+    assert!(
+        quick_at < Duration::from_millis(300),
+        "the quick run waited for the sleeper"
+    );
+    assert_eq!(sleeping.result, Ok(0));
+    assert!(started.elapsed() >= Duration::from_millis(300));
 }
 
-/// The outcome, or a test failure instead of a hang.
-fn wait_at_most(ticket: Ticket) -> Outcome {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(ticket.wait()));
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("no outcome within 60 s: the pool lost a wake-up")
+#[test]
+fn a_long_run_yields_to_a_short_one_on_one_thread() {
+    let (waited, out) = on_executor(1, |ex| async move {
+        let s = scheduler(8, 8, 10_000);
+        let spinning = ex.spawn({
+            let s = s.clone();
+            async move {
+                s.run(compile(SPIN, spin_limits()), Invocation::default())
+                    .await
+            }
+        });
+        // Let the spinner take the thread first.
+        smol::future::yield_now().await;
+        let started = Instant::now();
+        let quick = compile(&writer(1, "hi", 1), Limits::default());
+        let out = s.run(quick, Invocation::default()).await.unwrap();
+        // Dropping the task cancels the spinning run at its next slice.
+        drop(spinning);
+        (started.elapsed(), out)
+    });
+    assert_eq!(out.stdout, b"hi");
+    assert!(
+        waited < Duration::from_secs(5),
+        "waited {waited:?} behind the spinner"
+    );
+}
+
+#[test]
+fn past_the_running_cap_runs_wait_and_past_the_queue_they_are_refused() {
+    let waited = on_executor(1, |ex| async move {
+        let s = scheduler(1, 1, 10_000);
+        let spinning = ex.spawn({
+            let s = s.clone();
+            async move {
+                s.run(compile(SPIN, spin_limits()), Invocation::default())
+                    .await
+            }
+        });
+        smol::future::yield_now().await;
+        let waiting = ex.spawn({
+            let s = s.clone();
+            async move {
+                let quick = compile(&writer(1, "hi", 1), Limits::default());
+                s.run(quick, Invocation::default()).await
+            }
+        });
+        smol::future::yield_now().await;
+        assert_eq!(s.queued(), 1);
+        let refused = s
+            .run(
+                compile(&writer(1, "x", 1), Limits::default()),
+                Invocation::default(),
+            )
+            .await;
+        assert_eq!(refused.err(), Some(Busy));
+        // The spinner gone, the one waiting runs.
+        drop(spinning);
+        waiting.await.unwrap()
+    });
+    assert_eq!(waited.stdout, b"hi");
+}
+
+#[test]
+fn a_run_that_waits_past_its_deadline_times_out_without_starting() {
+    let out = on_executor(1, |ex| async move {
+        let s = scheduler(1, 4, 10_000);
+        let _spinning = ex.spawn({
+            let s = s.clone();
+            async move {
+                s.run(compile(SPIN, spin_limits()), Invocation::default())
+                    .await
+            }
+        });
+        smol::future::yield_now().await;
+        let short = Limits {
+            timeout: Duration::from_millis(50),
+            ..Limits::default()
+        };
+        s.run(compile(&writer(1, "y", 1), short), Invocation::default())
+            .await
+            .unwrap()
+    });
+    assert_eq!(
+        out.result,
+        Err(Stop::Limit(Limit::Timeout(Duration::from_millis(50))))
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn every_invocation_is_answered_when_many_arrive_at_once() {
+    let answered = on_executor(2, |ex| async move {
+        let s = scheduler(4, 1000, 50);
+        let module = compile(&writer(1, "x", 20), Limits::default());
+        let runs: Vec<_> = (0..200)
+            .map(|_| {
+                let (s, module) = (s.clone(), module.clone());
+                ex.spawn(async move { s.run(module, Invocation::default()).await })
+            })
+            .collect();
+        let mut answered = 0;
+        for run in runs {
+            assert_eq!(run.await.unwrap().stdout, [b'x'; 20]);
+            answered += 1;
+        }
+        answered
+    });
+    assert_eq!(answered, 200);
 }
 
 #[test]

@@ -1,0 +1,145 @@
+//! Invocations run on the executor thread that asks for them, in fuel slices.
+//!
+//! There is no pool of worker threads and no hand-off: the task that parsed a request
+//! instantiates its module and runs the first slice itself. A run that uses up its slice goes
+//! back to the executor's queue (`yield_now`), so the other tasks on that thread (connections,
+//! other runs) take their turn before its next slice; a run that sleeps in `poll_oneoff` waits
+//! on a timer and holds no thread. Between slices the deadline is checked, so a deadline is
+//! exact on an interpreter with no epoch interrupt.
+//!
+//! What is shared by all threads is the cap on invocations started and not finished (each
+//! holds its linear memory) and a bound on how many may wait for one to finish: past it,
+//! [`Scheduler::run`] refuses at once ([`Busy`]), and a run that waits past its deadline ends as
+//! timed out without starting.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::Instant;
+
+use smol::Timer;
+use smol::future::FutureExt as _;
+use smol::lock::{Semaphore, SemaphoreGuard};
+
+use super::run::{Run, Step};
+use super::{Invocation, Limit, Module, Outcome, Stop};
+
+/// Fuel per slice unless configured: well under a millisecond on a desktop core, a few on a
+/// Raspberry Pi, at a cost of a few percent against running unsliced.
+pub const DEFAULT_SLICE_FUEL: u64 = 100_000;
+
+/// How invocations are admitted and sliced.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Invocations started and not yet finished, at most: each holds its linear memory.
+    /// Default: 8 per core.
+    pub max_running: usize,
+    /// Invocations that may wait for one of those to finish; past it, [`Scheduler::run`]
+    /// refuses. Default 256.
+    pub queue: usize,
+    /// Fuel per slice. Default [`DEFAULT_SLICE_FUEL`].
+    pub slice_fuel: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            max_running: 8 * cores,
+            queue: 256,
+            slice_fuel: DEFAULT_SLICE_FUEL,
+        }
+    }
+}
+
+/// The invocation could not be admitted: too many wait already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+/// Admits invocations and runs them in slices on the calling executor.
+pub struct Scheduler {
+    config: SchedulerConfig,
+    running: Semaphore,
+    waiting: AtomicUsize,
+}
+
+/// Counts a run waiting for its turn, for as long as it waits.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+impl Scheduler {
+    pub fn new(config: SchedulerConfig) -> Scheduler {
+        assert!(config.max_running > 0 && config.slice_fuel > 0);
+        Scheduler {
+            running: Semaphore::new(config.max_running),
+            waiting: AtomicUsize::new(0),
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    /// Invocations waiting for their turn now.
+    pub fn queued(&self) -> usize {
+        self.waiting.load(Relaxed)
+    }
+
+    /// Runs `invocation` of `module` to its end. Dropping the future cancels it at its next
+    /// slice boundary (or while it waits); nothing of it is left behind.
+    pub fn run(
+        &self,
+        module: Arc<Module>,
+        invocation: Invocation,
+    ) -> impl Future<Output = Result<Outcome, Busy>> + Send + '_ {
+        let deadline = Instant::now() + module.limits.timeout;
+        async move {
+            let Some(_running) = self.admit(deadline).await? else {
+                let limit = Limit::Timeout(module.limits.timeout);
+                return Ok(Outcome::stopped(Stop::Limit(limit)));
+            };
+            let slice = self.config.slice_fuel;
+            let mut step = Run::start(module, invocation, deadline, slice);
+            loop {
+                step = match step {
+                    Step::Done(outcome) => return Ok(outcome),
+                    Step::Yield(run) => {
+                        smol::future::yield_now().await;
+                        if run.expired(Instant::now()) {
+                            return Ok(run.time_out());
+                        }
+                        run.resume(slice)
+                    }
+                    Step::Sleep(run, until) => {
+                        Timer::at(until).await;
+                        run.resume(slice)
+                    }
+                };
+            }
+        }
+    }
+
+    /// A place among the running invocations; `None` if `deadline` passed while waiting.
+    async fn admit(&self, deadline: Instant) -> Result<Option<SemaphoreGuard<'_>>, Busy> {
+        if let Some(guard) = self.running.try_acquire() {
+            return Ok(Some(guard));
+        }
+        if self.waiting.fetch_add(1, Relaxed) >= self.config.queue {
+            self.waiting.fetch_sub(1, Relaxed);
+            return Err(Busy);
+        }
+        let _waiting = Waiting(&self.waiting);
+        let acquired = async { Some(self.running.acquire().await) };
+        let expired = async {
+            Timer::at(deadline).await;
+            None
+        };
+        Ok(acquired.or(expired).await)
+    }
+}
