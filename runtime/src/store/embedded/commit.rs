@@ -188,17 +188,24 @@ impl Committer {
         on_commit: &dyn Fn(Committed),
     ) -> (MutexGuard<'a, State>, Result<(), KvError>) {
         let durable = state.want_durable > 0;
-        let txn = state.open.take();
-        let delta = std::mem::take(&mut state.delta);
-        if txn.is_none() && !durable {
+        let txn = match state.open.take() {
+            Some(txn) => txn,
             // Nothing to commit: a writer's commit finished while it waited for the lock.
-            return (state, Ok(()));
-        }
+            None if !durable => return (state, Ok(())),
+            // Only durability is wanted: an empty transaction, begun under the lock. Begun
+            // after it is let go, a writer could open the transaction of the next commit
+            // first, and hold redb's write lock waiting for this one: neither would finish.
+            None => match db.begin_write() {
+                Ok(txn) => txn,
+                Err(e) => return (state, Err(failed(e))),
+            },
+        };
+        let delta = std::mem::take(&mut state.delta);
         state.started += 1;
         let number = state.started;
         state.committing = true;
         drop(state);
-        let committed = commit(db, txn, durable);
+        let committed = commit(txn, durable);
         if committed.is_ok() && !delta.is_empty() {
             on_commit(delta);
         }
@@ -216,13 +223,9 @@ impl Committer {
     }
 }
 
-/// Commits `txn`, or an empty transaction when there is none (a durable commit makes every
-/// commit before it durable).
-fn commit(db: &Database, txn: Option<WriteTransaction>, durable: bool) -> Result<(), KvError> {
-    let mut txn = match txn {
-        Some(txn) => txn,
-        None => db.begin_write().map_err(failed)?,
-    };
+/// Commits `txn`; durably, if `durable` (a durable commit makes every commit before it
+/// durable).
+fn commit(mut txn: WriteTransaction, durable: bool) -> Result<(), KvError> {
     let durability = if durable {
         Durability::Immediate
     } else {
