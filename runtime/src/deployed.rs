@@ -242,7 +242,8 @@ impl Deployed {
             .collect();
         self.backend
             .apply(gone)
-            .and_then(|()| self.backend.sync())
+            .wait()
+            .and_then(|()| self.backend.sync().wait())
             .map_err(|e| DeployError::Store(format!("function `{name}` is deleted, but: {e}")))?;
         Ok(())
     }

@@ -90,12 +90,12 @@ impl Invoker {
         }
         let durable = kv_wrote || (invoked.failure.is_none() && !published.is_empty());
         if durable || !ops.is_empty() {
-            let backend = self.backend.clone();
-            let committed = smol::unblock(move || {
-                backend.apply(ops)?;
-                if durable { backend.sync() } else { Ok(()) }
-            });
-            if let Err(e) = committed.await {
+            // Awaited, not blocked on: the commits are made on the backend's own thread.
+            let committed = match self.backend.apply(ops).get().await {
+                Ok(()) if durable => self.backend.sync().get().await,
+                other => other,
+            };
+            if let Err(e) = committed {
                 let why = format!("wisp: its writes could not be made durable: {e}");
                 function.stats.log.push(function.name(), &why);
                 let text = format!("function `{}`: {why}\n", function.name());

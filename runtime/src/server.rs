@@ -259,7 +259,7 @@ pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> 
     for thread in threads {
         let _ = thread.join();
     }
-    if let Err(e) = backend.sync() {
+    if let Err(e) = backend.sync().wait() {
         eprintln!("wisp: warning: cannot make the store durable: {e}");
     }
     served.map_err(|e| e.to_string())?;

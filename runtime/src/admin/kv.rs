@@ -51,14 +51,15 @@ pub async fn handle(admin: &Admin, request: Request, segments: &[&str]) -> Respo
         ("PUT", Some(key)) => {
             match scope
                 .set(key.as_bytes(), &request.body)
-                .and_then(|()| scope.sync())
+                .wait()
+                .and_then(|()| scope.sync().wait())
             {
                 Ok(()) => Response::new(204),
                 Err(e) => kv_error(e),
             }
         }
-        ("DELETE", Some(key)) => match scope.delete(key.as_bytes()).and_then(|d| {
-            scope.sync()?;
+        ("DELETE", Some(key)) => match scope.delete(key.as_bytes()).wait().and_then(|d| {
+            scope.sync().wait()?;
             Ok(d)
         }) {
             Ok(true) => Response::new(204),

@@ -130,12 +130,11 @@ async fn publish(admin: &Admin, topic: &str, payload: Vec<u8>) -> Response {
     if ops.is_empty() {
         topics.unrouted.fetch_add(1, Relaxed);
     }
-    let backend = admin.ctx.backend.clone();
-    let stored = smol::unblock(move || {
-        backend.apply(ops)?;
-        backend.sync()
-    })
-    .await;
+    let backend = &admin.ctx.backend;
+    let stored = match backend.apply(ops).get().await {
+        Ok(()) => backend.sync().get().await,
+        Err(e) => Err(e),
+    };
     drop(reservation);
     match stored {
         Ok(()) => json_response(
@@ -238,12 +237,11 @@ async fn dead_letters(
             }
         })
         .collect();
-    let backend = admin.ctx.backend.clone();
-    let done = smol::unblock(move || {
-        backend.apply(ops)?;
-        backend.sync()
-    })
-    .await;
+    let backend = &admin.ctx.backend;
+    let done = match backend.apply(ops).get().await {
+        Ok(()) => backend.sync().get().await,
+        Err(e) => Err(e),
+    };
     match done {
         Ok(()) if replay => json_response(200, &json!({ "replayed": count })),
         Ok(()) => json_response(200, &json!({ "purged": count })),

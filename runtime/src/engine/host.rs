@@ -1,7 +1,9 @@
 //! The state one invocation's `Store` carries, and the errors host functions raise.
 
 use std::fmt;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use wasmi::errors::{LinkerError, MemoryError, TableError};
@@ -99,12 +101,37 @@ pub(crate) fn guest_range(size: usize, ptr: i32, len: usize) -> Option<std::ops:
     (end <= size).then_some(start..end)
 }
 
-/// Why a host function stopped the guest. `Sleep` suspends it; the others end it.
-#[derive(Debug)]
+/// Why a host function stopped the guest. `Sleep` and `Wait` suspend it; `Limit` ends it.
 pub(crate) enum HostStop {
     Limit(Limit),
     /// `poll_oneoff` asked to wait until then; its thread runs others meanwhile.
     Sleep(Instant),
+    /// A host call waits for something (a store write to be committed); its thread runs others
+    /// meanwhile. Taken once, by the scheduler.
+    Wait(Mutex<Option<Waiting>>),
+}
+
+/// What a suspended host call waits for, and then how it finishes.
+pub(crate) type Waiting = Pin<Box<dyn Future<Output = Completion> + Send>>;
+
+/// Finishes a host call once what it waited for is here: writes its results into the guest's
+/// memory and gives its return value.
+pub(crate) type Completion = Box<dyn FnOnce(&mut [u8], &mut HostState) -> i32 + Send>;
+
+impl HostStop {
+    pub(crate) fn wait(until: impl Future<Output = Completion> + Send + 'static) -> HostStop {
+        HostStop::Wait(Mutex::new(Some(Box::pin(until))))
+    }
+}
+
+impl fmt::Debug for HostStop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostStop::Limit(limit) => f.debug_tuple("Limit").field(limit).finish(),
+            HostStop::Sleep(until) => f.debug_tuple("Sleep").field(until).finish(),
+            HostStop::Wait(_) => f.write_str("Wait"),
+        }
+    }
 }
 
 impl fmt::Display for HostStop {
@@ -112,6 +139,7 @@ impl fmt::Display for HostStop {
         match self {
             HostStop::Limit(limit) => limit.fmt(f),
             HostStop::Sleep(_) => f.write_str("sleeping"),
+            HostStop::Wait(_) => f.write_str("waiting for the host"),
         }
     }
 }

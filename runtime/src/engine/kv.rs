@@ -11,8 +11,8 @@
 use wasmi::Caller;
 use wasmi::errors::LinkerError;
 
-use super::host::{HostState, Imports, guest_range};
-use crate::store::{KvError, MAX_KEY, Scoped};
+use super::host::{Completion, HostState, HostStop, Imports, guest_range};
+use crate::store::{KvError, MAX_KEY, Pending, Scoped};
 
 pub(crate) const MODULE_NAME: &str = "wisp";
 
@@ -102,10 +102,42 @@ fn run(caller: &mut Caller<'_, HostState>, op: impl FnOnce(&mut Call) -> Result<
     }
 }
 
-fn write<T>(call: &mut Call, result: Result<T, KvError>) -> Result<T, i32> {
-    let value = result.map_err(code)?;
+/// How a write's return value (and any result written into memory) follows from its answer.
+type Finish<T> = Box<dyn FnOnce(T, &mut [u8]) -> i32 + Send>;
+
+/// A write's answer, and how to finish the host call with it.
+type Write<T> = (Pending<T>, Finish<T>);
+
+/// Starts a write with `op`; if its answer is not here at once, suspends the guest until it is
+/// (the store commits on its own thread, and this executor thread runs others meanwhile).
+fn write<T: Send + 'static>(
+    caller: &mut Caller<'_, HostState>,
+    op: impl FnOnce(&mut Call) -> Result<Write<T>, i32>,
+) -> Result<i32, wasmi::Error> {
+    let mut call = match Call::begin(caller) {
+        Ok(call) => call,
+        Err(code) => return Ok(code),
+    };
+    let (pending, finish) = match op(&mut call) {
+        Ok(write) => write,
+        Err(code) => return Ok(code),
+    };
+    // Made durable before the answer, whatever it turns out to be.
     call.state.kv_wrote = true;
-    Ok(value)
+    let settle = |result: Result<T, KvError>, finish: Finish<T>, mem: &mut [u8]| {
+        result.map_or_else(code, |value| finish(value, mem))
+    };
+    match pending.now() {
+        Ok(result) => Ok(settle(result, finish, call.mem)),
+        Err(pending) => {
+            let until = async move {
+                let result = pending.get().await;
+                Box::new(move |mem: &mut [u8], _: &mut HostState| settle(result, finish, mem))
+                    as Completion
+            };
+            Err(wasmi::Error::host(HostStop::wait(until)))
+        }
+    }
 }
 
 type C<'a> = Caller<'a, HostState>;
@@ -131,10 +163,10 @@ pub(crate) fn add_to_linker(linker: &mut Imports) -> Result<(), LinkerError> {
         m,
         "kv_set",
         |mut c: C, sp: i32, sl: i32, kp: i32, kl: i32, vp: i32, vl: i32| {
-            run(&mut c, |call| {
+            write(&mut c, |call| {
                 let (key, value) = (call.bytes(kp, kl)?, call.bytes(vp, vl)?);
                 let store = call.store(sp, sl)?;
-                write(call, store.set(&key, &value)).map(|()| 0)
+                Ok((store.set(&key, &value), Box::new(|(), _| 0)))
             })
         },
     )?;
@@ -142,10 +174,13 @@ pub(crate) fn add_to_linker(linker: &mut Imports) -> Result<(), LinkerError> {
         m,
         "kv_delete",
         |mut c: C, sp: i32, sl: i32, kp: i32, kl: i32| {
-            run(&mut c, |call| {
+            write(&mut c, |call| {
                 let key = call.bytes(kp, kl)?;
                 let store = call.store(sp, sl)?;
-                write(call, store.delete(&key)).map(i32::from)
+                Ok((
+                    store.delete(&key),
+                    Box::new(|deleted, _| i32::from(deleted)),
+                ))
             })
         },
     )?;
@@ -164,13 +199,16 @@ pub(crate) fn add_to_linker(linker: &mut Imports) -> Result<(), LinkerError> {
         m,
         "kv_increment",
         |mut c: C, sp: i32, sl: i32, kp: i32, kl: i32, delta: i64, out: i32| {
-            run(&mut c, |call| {
+            write(&mut c, |call| {
                 let key = call.bytes(kp, kl)?;
+                // Checked now: linear memory never shrinks, so it is still there at the answer.
                 let out = call.range(out, 8)?;
                 let store = call.store(sp, sl)?;
-                let value = write(call, store.increment(&key, delta))?;
-                call.mem[out].copy_from_slice(&value.to_le_bytes());
-                Ok(0)
+                let finish = move |value: i64, mem: &mut [u8]| {
+                    mem[out].copy_from_slice(&value.to_le_bytes());
+                    0
+                };
+                Ok((store.increment(&key, delta), Box::new(finish)))
             })
         },
     )?;
@@ -178,13 +216,13 @@ pub(crate) fn add_to_linker(linker: &mut Imports) -> Result<(), LinkerError> {
         m,
         "kv_compare_and_swap",
         |mut c: C, sp: i32, sl: i32, kp: i32, kl: i32, ep: i32, el: i32, np: i32, nl: i32| {
-            run(&mut c, |call| {
+            write(&mut c, |call| {
                 let key = call.bytes(kp, kl)?;
                 let expected = call.optional(ep, el)?;
                 let new = call.optional(np, nl)?;
                 let store = call.store(sp, sl)?;
                 let swapped = store.compare_and_swap(&key, expected.as_deref(), new.as_deref());
-                write(call, swapped).map(i32::from)
+                Ok((swapped, Box::new(|swapped, _| i32::from(swapped))))
             })
         },
     )?;

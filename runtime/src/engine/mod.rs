@@ -41,6 +41,7 @@ pub fn run_here(module: Arc<Module>, invocation: Invocation) -> Outcome {
                 std::thread::sleep(until.saturating_duration_since(Instant::now()));
                 run.resume(slice)
             }
+            run::Step::Wait(run, waiting) => run.complete(smol::block_on(waiting), slice),
         };
     }
 }

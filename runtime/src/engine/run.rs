@@ -12,7 +12,7 @@ use wasmi::{
     Error, ResumableCall, ResumableCallHostTrap, ResumableCallOutOfFuel, Store, TrapCode, Val,
 };
 
-use super::host::{HostState, HostStop};
+use super::host::{Completion, HostState, HostStop, Waiting};
 use super::publish::{Admit, Published};
 use super::{Limit, Limits, Module};
 use crate::store::Grants;
@@ -76,8 +76,8 @@ pub(crate) struct Run {
 
 enum Suspended {
     OutOfFuel(ResumableCallOutOfFuel),
-    /// Waiting in `poll_oneoff`; resumed with its return value, `0`.
-    Sleeping(ResumableCallHostTrap),
+    /// In a host call (`poll_oneoff`, a store write) that waits; resumed with its return value.
+    InHost(ResumableCallHostTrap),
 }
 
 /// Where a run stands after a slice.
@@ -87,6 +87,8 @@ pub(crate) enum Step {
     Yield(Run),
     /// Waiting until then; not ready before.
     Sleep(Run, Instant),
+    /// Waiting for the host: [`Run::complete`] goes on with what `Waiting` gives.
+    Wait(Run, Waiting),
 }
 
 impl Run {
@@ -116,6 +118,17 @@ impl Run {
 
     /// Runs the next slice.
     pub(crate) fn resume(self, slice: u64) -> Step {
+        self.go_on(slice, |_, _| 0)
+    }
+
+    /// Finishes the host call the run waited in with `completion`, then runs the next slice.
+    pub(crate) fn complete(self, completion: Completion, slice: u64) -> Step {
+        self.go_on(slice, completion)
+    }
+
+    /// Runs the next slice; a run suspended in a host call returns from it with what `finish`
+    /// gives (and writes into memory).
+    fn go_on(self, slice: u64, finish: impl FnOnce(&mut [u8], &mut HostState) -> i32) -> Step {
         let Run {
             module,
             mut store,
@@ -130,10 +143,20 @@ impl Run {
                 store.set_fuel(fuel).expect("fuel metering is on");
                 (fuel, call.resume(&mut store, &mut []))
             }
-            Suspended::Sleeping(call) => {
+            Suspended::InHost(call) => {
+                let value = match store.data().memory {
+                    Some(memory) => {
+                        let (mem, state) = memory.data_and_store_mut(&mut store);
+                        finish(mem, state)
+                    }
+                    None => {
+                        let mut no_memory = [];
+                        finish(&mut no_memory, store.data_mut())
+                    }
+                };
                 let fuel = slice.min(remaining);
                 store.set_fuel(fuel).expect("fuel metering is on");
-                (fuel, call.resume(&mut store, &[Val::I32(0)], &mut []))
+                (fuel, call.resume(&mut store, &[Val::I32(value)], &mut []))
             }
         };
         let used = fuel_used + fuel - store.get_fuel().unwrap_or(0);
@@ -180,11 +203,23 @@ impl Run {
                         let run = Run {
                             module,
                             store,
-                            call: Suspended::Sleeping(call),
+                            call: Suspended::InHost(call),
                             fuel_used,
                             deadline,
                         };
                         return Step::Sleep(run, until);
+                    }
+                    Some(HostStop::Wait(waiting)) => {
+                        let waiting = waiting.lock().unwrap_or_else(|e| e.into_inner()).take();
+                        let waiting = waiting.expect("a host call waits once");
+                        let run = Run {
+                            module,
+                            store,
+                            call: Suspended::InHost(call),
+                            fuel_used,
+                            deadline,
+                        };
+                        return Step::Wait(run, waiting);
                     }
                     None => {
                         let why = call.host_error().to_string();

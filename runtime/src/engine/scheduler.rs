@@ -4,7 +4,7 @@
 //! instantiates its module and runs the first slice itself. A run that uses up its slice goes
 //! back to the executor's queue (`yield_now`), so the other tasks on that thread (connections,
 //! other runs) take their turn before its next slice; a run that sleeps in `poll_oneoff` waits
-//! on a timer and holds no thread. Between slices the deadline is checked, so a deadline is
+//! on a timer, and one whose store write waits for its commit awaits it: neither holds a thread. Between slices the deadline is checked, so a deadline is
 //! exact on an interpreter with no epoch interrupt.
 //!
 //! What is shared by all threads is the cap on invocations started and not finished (each
@@ -119,6 +119,10 @@ impl Scheduler {
                     Step::Sleep(run, until) => {
                         Timer::at(until).await;
                         run.resume(slice)
+                    }
+                    Step::Wait(run, waiting) => {
+                        let completion = waiting.await;
+                        run.complete(completion, slice)
                     }
                 };
             }

@@ -16,6 +16,7 @@
 
 mod codec;
 mod embedded;
+mod pending;
 pub mod queues;
 
 use std::fmt;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use embedded::Embedded;
+pub use pending::{Answer, Pending};
 pub use queues::Queues;
 
 /// Longest key a function may use, in bytes.
@@ -66,12 +68,14 @@ impl std::error::Error for KvError {}
 /// A key-value backend: flat byte keys, each operation atomic.
 ///
 /// Every write names who makes it (`by`: a function, or `None` for the operator), so that a
-/// function watching the key is not invoked for its own writes.
+/// function watching the key is not invoked for its own writes. A write answers when it is
+/// done ([`Pending`]): an executor awaits the answer, a thread where blocking is fine waits for
+/// it; either way the write is visible to every reader once answered.
 pub trait Store: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
-    fn set(&self, key: &[u8], value: &[u8], by: Option<&str>) -> Result<(), KvError>;
+    fn set(&self, key: &[u8], value: &[u8], by: Option<&str>) -> Pending<()>;
     /// True if the key existed.
-    fn delete(&self, key: &[u8], by: Option<&str>) -> Result<bool, KvError>;
+    fn delete(&self, key: &[u8], by: Option<&str>) -> Pending<bool>;
     fn exists(&self, key: &[u8]) -> Result<bool, KvError> {
         Ok(self.get(key)?.is_some())
     }
@@ -83,7 +87,7 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Vec<u8>>, KvError>;
     /// Adds `delta` to the decimal counter at `key` (missing: 0); returns the new value.
-    fn increment(&self, key: &[u8], delta: i64, by: Option<&str>) -> Result<i64, KvError>;
+    fn increment(&self, key: &[u8], delta: i64, by: Option<&str>) -> Pending<i64>;
     /// If the value is `expected` (`None`: absent), makes it `new` (`None`: deletes it).
     fn compare_and_swap(
         &self,
@@ -91,10 +95,9 @@ pub trait Store: Send + Sync + 'static {
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
         by: Option<&str>,
-    ) -> Result<bool, KvError>;
-    /// Returns once every write that returned before this call is durable, queue changes
-    /// included.
-    fn sync(&self) -> Result<(), KvError>;
+    ) -> Pending<bool>;
+    /// Answers once every write answered before this call is durable, queue changes included.
+    fn sync(&self) -> Pending<()>;
 }
 
 /// What a server keeps its state in: the key-value data and the queues of events, in one
@@ -174,21 +177,29 @@ impl Scoped {
         self.store.get(&self.key(key)?)
     }
 
-    pub fn set(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
-        self.store
-            .set(&self.key(key)?, Self::value(value)?, self.by())
+    pub fn set(&self, key: &[u8], value: &[u8]) -> Pending<()> {
+        match (self.key(key), Self::value(value)) {
+            (Ok(key), Ok(value)) => self.store.set(&key, value, self.by()),
+            (Err(e), _) | (_, Err(e)) => Pending::ready(Err(e)),
+        }
     }
 
-    pub fn delete(&self, key: &[u8]) -> Result<bool, KvError> {
-        self.store.delete(&self.key(key)?, self.by())
+    pub fn delete(&self, key: &[u8]) -> Pending<bool> {
+        match self.key(key) {
+            Ok(key) => self.store.delete(&key, self.by()),
+            Err(e) => Pending::ready(Err(e)),
+        }
     }
 
     pub fn exists(&self, key: &[u8]) -> Result<bool, KvError> {
         self.store.exists(&self.key(key)?)
     }
 
-    pub fn increment(&self, key: &[u8], delta: i64) -> Result<i64, KvError> {
-        self.store.increment(&self.key(key)?, delta, self.by())
+    pub fn increment(&self, key: &[u8], delta: i64) -> Pending<i64> {
+        match self.key(key) {
+            Ok(key) => self.store.increment(&key, delta, self.by()),
+            Err(e) => Pending::ready(Err(e)),
+        }
     }
 
     pub fn compare_and_swap(
@@ -196,10 +207,11 @@ impl Scoped {
         key: &[u8],
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
-    ) -> Result<bool, KvError> {
-        let new = new.map(Self::value).transpose()?;
-        self.store
-            .compare_and_swap(&self.key(key)?, expected, new, self.by())
+    ) -> Pending<bool> {
+        match (self.key(key), new.map(Self::value).transpose()) {
+            (Ok(key), Ok(new)) => self.store.compare_and_swap(&key, expected, new, self.by()),
+            (Err(e), _) | (_, Err(e)) => Pending::ready(Err(e)),
+        }
     }
 
     /// Keys (without the namespace) that start with `prefix`, strictly after `after`.
@@ -218,7 +230,7 @@ impl Scoped {
             .collect())
     }
 
-    pub fn sync(&self) -> Result<(), KvError> {
+    pub fn sync(&self) -> Pending<()> {
         self.store.sync()
     }
 }
@@ -260,9 +272,12 @@ impl Grants {
         self.stores.is_empty()
     }
 
-    /// Makes the writes made so far durable.
-    pub fn sync(&self) -> Result<(), KvError> {
-        self.stores.first().map_or(Ok(()), |(_, s)| s.sync())
+    /// Makes the writes answered so far durable.
+    pub fn sync(&self) -> Pending<()> {
+        match self.stores.first() {
+            Some((_, s)) => s.sync(),
+            None => Pending::ready(Ok(())),
+        }
     }
 }
 

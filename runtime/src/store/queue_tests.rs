@@ -61,7 +61,9 @@ fn queues_behave_like_a_model() {
             0 | 1 => {
                 pushed += 1;
                 let id = format!("m{pushed}");
-                db.apply(vec![push(queue, &id, id.as_bytes())]).unwrap();
+                db.apply(vec![push(queue, &id, id.as_bytes())])
+                    .wait()
+                    .unwrap();
                 let seq = db.peek(queue, usize::MAX).unwrap().last().unwrap().seq;
                 model.pending.insert(seq, (id, 0));
             }
@@ -71,6 +73,7 @@ fn queues_behave_like_a_model() {
                         queue: queue.clone(),
                         seq,
                     }])
+                    .wait()
                     .unwrap();
                     model.pending.remove(&seq);
                 }
@@ -84,7 +87,7 @@ fn queues_behave_like_a_model() {
                         attempts,
                         not_before: 7,
                     };
-                    db.apply(vec![op]).unwrap();
+                    db.apply(vec![op]).wait().unwrap();
                     model.pending.get_mut(&seq).unwrap().1 = attempts;
                 }
             }
@@ -96,7 +99,7 @@ fn queues_behave_like_a_model() {
                         attempts: 9,
                         error: "no".into(),
                     };
-                    db.apply(vec![op]).unwrap();
+                    db.apply(vec![op]).wait().unwrap();
                     let (id, _) = model.pending.remove(&seq).unwrap();
                     model.dead.insert(seq, (id, 9));
                 }
@@ -109,6 +112,7 @@ fn queues_behave_like_a_model() {
                             queue: queue.clone(),
                             seq,
                         }])
+                        .wait()
                         .unwrap();
                         model.pending.insert(seq, (id, 0));
                     } else {
@@ -116,6 +120,7 @@ fn queues_behave_like_a_model() {
                             queue: queue.clone(),
                             seq,
                         }])
+                        .wait()
                         .unwrap();
                     }
                 }
@@ -153,14 +158,14 @@ fn queues_behave_like_a_model() {
         assert_eq!(db.counts(queue), counts, "step {step}");
     }
     // Durable and counted again after reopening; new entries go after the old ones.
-    db.sync().unwrap();
+    db.sync().wait().unwrap();
     drop(db);
     let db = Embedded::open(&dir.join("kv.redb"), 1 << 20).unwrap();
     for (queue, model) in queues.iter().zip(&models) {
         let counts = db.counts(queue);
         assert_eq!(counts.pending, model.pending.len() as u64);
         assert_eq!(counts.dead, model.dead.len() as u64);
-        db.apply(vec![push(queue, "after", b"x")]).unwrap();
+        db.apply(vec![push(queue, "after", b"x")]).wait().unwrap();
         let last = db.peek(queue, usize::MAX).unwrap().pop().unwrap();
         assert_eq!(last.id, "after");
         let highest = model.pending.keys().chain(model.dead.keys()).max();
@@ -169,6 +174,7 @@ fn queues_behave_like_a_model() {
     db.apply(vec![QueueOp::Drop {
         queue: queues[0].clone(),
     }])
+    .wait()
     .unwrap();
     assert_eq!(db.counts(&queues[0]), QueueCounts::default());
     assert!(db.peek(&queues[0], 10).unwrap().is_empty());
@@ -198,11 +204,11 @@ fn a_watched_write_pushes_its_change_in_the_same_transaction() {
     // The scopes alone are kept: the grants (and their references to the store) go.
     let writer = grants("writer").get(b"s").unwrap().clone();
     let watcher = grants("watcher").get(b"s").unwrap().clone();
-    writer.set(b"w/1", b"one").unwrap();
-    writer.set(b"elsewhere", b"x").unwrap();
-    watcher.set(b"w/mine", b"not for me").unwrap();
-    assert!(writer.delete(b"w/1").unwrap());
-    assert!(!writer.delete(b"w/1").unwrap());
+    writer.set(b"w/1", b"one").wait().unwrap();
+    writer.set(b"elsewhere", b"x").wait().unwrap();
+    watcher.set(b"w/mine", b"not for me").wait().unwrap();
+    assert!(writer.delete(b"w/1").wait().unwrap());
+    assert!(!writer.delete(b"w/1").wait().unwrap());
     let changes: Vec<(Body, Vec<u8>)> = db
         .peek(&queue, 10)
         .unwrap()
@@ -221,12 +227,12 @@ fn a_watched_write_pushes_its_change_in_the_same_transaction() {
         ]
     );
     // Full: the write is refused, and does not happen.
-    assert_eq!(writer.set(b"w/2", b"two"), Err(KvError::QueueFull));
+    assert_eq!(writer.set(b"w/2", b"two").wait(), Err(KvError::QueueFull));
     assert_eq!(writer.get(b"w/2").unwrap(), None);
-    assert_eq!(writer.increment(b"w/n", 1), Err(KvError::QueueFull));
+    assert_eq!(writer.increment(b"w/n", 1).wait(), Err(KvError::QueueFull));
     assert_eq!(db.counts(&queue).pending, 2);
     // Made durable with the write: both come back after reopening.
-    db.sync().unwrap();
+    db.sync().wait().unwrap();
     drop((writer, watcher, store, db));
     let db = Embedded::open(&dir.join("kv.redb"), 1 << 20).unwrap();
     assert_eq!(db.counts(&queue).pending, 2);
@@ -240,6 +246,7 @@ fn dead_letters_are_capped_and_results_expire() {
     let total = queues_cap() + 5;
     for i in 0..total {
         db.apply(vec![push(&queue, &format!("m{i}"), b"x")])
+            .wait()
             .unwrap();
         let seq = db.peek(&queue, 1).unwrap()[0].seq;
         let op = QueueOp::Bury {
@@ -248,7 +255,7 @@ fn dead_letters_are_capped_and_results_expire() {
             attempts: 1,
             error: "e".into(),
         };
-        db.apply(vec![op]).unwrap();
+        db.apply(vec![op]).wait().unwrap();
     }
     let dead = db.dead_letters(&queue, usize::MAX).unwrap();
     assert_eq!(dead.len() as u64, queues_cap());
@@ -270,6 +277,7 @@ fn dead_letters_are_capped_and_results_expire() {
             id: format!("r{i}"),
             result,
         }])
+        .wait()
         .unwrap();
     }
     assert_eq!(db.expire_results(150, 10).unwrap(), 1);

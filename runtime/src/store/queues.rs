@@ -220,7 +220,7 @@ pub trait Queues: Send + Sync + 'static {
     fn set_watches(&self, watches: Vec<Watch>, cap: u64);
 
     /// Commits `ops` atomically, without waiting for the disk: `Store::sync` does that.
-    fn apply(&self, ops: Vec<QueueOp>) -> Result<(), KvError>;
+    fn apply(&self, ops: Vec<QueueOp>) -> super::Pending<()>;
 
     /// The first `n` entries of `queue`, in order.
     fn peek(&self, queue: &QueueKey, n: usize) -> Result<Vec<Entry>, KvError>;

@@ -42,11 +42,11 @@ fn the_embedded_store_behaves_like_a_sorted_map() {
         match rng.below(7) {
             0 => assert_eq!(db.get(key).unwrap(), model.get(key).cloned(), "step {step}"),
             1 => {
-                db.set(key, &value, None).unwrap();
+                db.set(key, &value, None).wait().unwrap();
                 model.insert(key.clone(), value);
             }
             2 => assert_eq!(
-                db.delete(key, None).unwrap(),
+                db.delete(key, None).wait().unwrap(),
                 model.remove(key).is_some(),
                 "step {step}"
             ),
@@ -57,11 +57,11 @@ fn the_embedded_store_behaves_like_a_sorted_map() {
                     .map(|v| std::str::from_utf8(v).unwrap().parse::<i64>());
                 match current {
                     Some(Err(_)) => {
-                        assert_eq!(db.increment(key, 3, None), Err(KvError::NotANumber))
+                        assert_eq!(db.increment(key, 3, None).wait(), Err(KvError::NotANumber))
                     }
                     other => {
                         let next = other.map_or(0, |v| v.unwrap()) + 3;
-                        assert_eq!(db.increment(key, 3, None).unwrap(), next);
+                        assert_eq!(db.increment(key, 3, None).wait().unwrap(), next);
                         model.insert(key.clone(), next.to_string().into_bytes());
                     }
                 }
@@ -79,6 +79,7 @@ fn the_embedded_store_behaves_like_a_sorted_map() {
                 };
                 let swapped = db
                     .compare_and_swap(key, expected.as_deref(), new.as_deref(), None)
+                    .wait()
                     .unwrap();
                 assert_eq!(swapped, model.get(key) == expected.as_ref(), "step {step}");
                 if swapped {
@@ -112,9 +113,9 @@ fn the_embedded_store_behaves_like_a_sorted_map() {
 #[test]
 fn synced_writes_survive_reopening() {
     let (dir, db) = temp_db();
-    db.set(b"a", b"1", None).unwrap();
-    db.increment(b"n", 5, None).unwrap();
-    db.sync().unwrap();
+    db.set(b"a", b"1", None).wait().unwrap();
+    db.increment(b"n", 5, None).wait().unwrap();
+    db.sync().wait().unwrap();
     drop(db);
     let db = Embedded::open(&dir.join("kv.redb"), 1 << 20).unwrap();
     assert_eq!(db.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
@@ -131,9 +132,13 @@ fn concurrent_writers_share_syncs() {
             let db = db.clone();
             std::thread::spawn(move || {
                 for i in 0..50 {
-                    db.increment(format!("c{t}").as_bytes(), 1, None).unwrap();
-                    db.set(format!("k{t}-{i}").as_bytes(), b"x", None).unwrap();
-                    db.sync().unwrap();
+                    db.increment(format!("c{t}").as_bytes(), 1, None)
+                        .wait()
+                        .unwrap();
+                    db.set(format!("k{t}-{i}").as_bytes(), b"x", None)
+                        .wait()
+                        .unwrap();
+                    db.sync().wait().unwrap();
                 }
             })
         })
@@ -157,19 +162,19 @@ fn namespaces_keep_functions_apart() {
     let a = Grants::new(&store, "a", &names, &["orders".into()]);
     let b = Grants::new(&store, "b", &names, &["orders".into()]);
     let (a_default, b_default) = (a.get(b"default").unwrap(), b.get(b"default").unwrap());
-    a_default.set(b"k", b"from a").unwrap();
-    b_default.set(b"k", b"from b").unwrap();
+    a_default.set(b"k", b"from a").wait().unwrap();
+    b_default.set(b"k", b"from b").wait().unwrap();
     assert_eq!(a_default.get(b"k").unwrap().unwrap(), b"from a");
     assert_eq!(b_default.get(b"k").unwrap().unwrap(), b"from b");
     // Keys that look like another namespace stay inside this one.
-    a_default.set(b"\0b\0k", b"sneaky").unwrap();
+    a_default.set(b"\0b\0k", b"sneaky").wait().unwrap();
     assert_eq!(b_default.get(b"k").unwrap().unwrap(), b"from b");
     assert_eq!(
         a_default.list(b"", None, 10).unwrap(),
         vec![b"\0b\0k".to_vec(), b"k".to_vec()]
     );
     // The shared store is one namespace for both.
-    a.get(b"orders").unwrap().set(b"o1", b"x").unwrap();
+    a.get(b"orders").unwrap().set(b"o1", b"x").wait().unwrap();
     assert!(b.get(b"orders").unwrap().exists(b"o1").unwrap());
     assert!(a.get(b"nope").is_none());
     std::fs::remove_dir_all(dir).unwrap();
@@ -180,19 +185,25 @@ fn keys_and_values_are_capped() {
     let (dir, db) = temp_db();
     let store: Arc<dyn Store> = Arc::new(db);
     let s = Scoped::new(store, namespace("default", Some("f")));
-    assert_eq!(s.set(b"", b"v"), Err(KvError::InvalidKey));
-    assert_eq!(s.set(&[b'k'; MAX_KEY + 1], b"v"), Err(KvError::InvalidKey));
-    assert!(s.set(&[b'k'; MAX_KEY], b"v").is_ok());
+    assert_eq!(s.set(b"", b"v").wait(), Err(KvError::InvalidKey));
     assert_eq!(
-        s.set(b"k", &vec![0; MAX_VALUE + 1]),
+        s.set(&[b'k'; MAX_KEY + 1], b"v").wait(),
+        Err(KvError::InvalidKey)
+    );
+    assert!(s.set(&[b'k'; MAX_KEY], b"v").wait().is_ok());
+    assert_eq!(
+        s.set(b"k", &vec![0; MAX_VALUE + 1]).wait(),
         Err(KvError::ValueTooLarge)
     );
-    assert!(s.set(b"k", &vec![0; MAX_VALUE]).is_ok());
+    assert!(s.set(b"k", &vec![0; MAX_VALUE]).wait().is_ok());
     assert_eq!(
-        s.compare_and_swap(b"k", None, Some(&vec![0; MAX_VALUE + 1])),
+        s.compare_and_swap(b"k", None, Some(&vec![0; MAX_VALUE + 1]))
+            .wait(),
         Err(KvError::ValueTooLarge)
     );
-    s.set(b"n", &i64::MAX.to_string().into_bytes()).unwrap();
-    assert_eq!(s.increment(b"n", 1), Err(KvError::NotANumber));
+    s.set(b"n", &i64::MAX.to_string().into_bytes())
+        .wait()
+        .unwrap();
+    assert_eq!(s.increment(b"n", 1).wait(), Err(KvError::NotANumber));
     std::fs::remove_dir_all(dir).unwrap();
 }

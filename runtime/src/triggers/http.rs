@@ -130,12 +130,11 @@ async fn accept(
             payload: invocation.stdin.into(),
         }),
     ];
-    let backend = ctx.backend.clone();
-    let stored = smol::unblock(move || {
-        backend.apply(ops)?;
-        backend.sync()
-    });
-    if let Err(e) = stored.await {
+    let stored = match ctx.backend.apply(ops).get().await {
+        Ok(()) => ctx.backend.sync().get().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = stored {
         return Response::text(500, format!("cannot store the call: {e}\n"));
     }
     ctx.call_queued();

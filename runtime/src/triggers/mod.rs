@@ -257,8 +257,7 @@ async fn reconcile(ctx: Arc<Context>) {
 async fn flush(backend: Arc<dyn Backend>) {
     loop {
         Timer::after(Duration::from_secs(1)).await;
-        let backend = backend.clone();
-        if let Err(e) = smol::unblock(move || backend.sync()).await {
+        if let Err(e) = backend.sync().get().await {
             eprintln!("wisp: warning: cannot make the queues durable: {e}");
         }
     }

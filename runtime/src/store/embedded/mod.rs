@@ -1,12 +1,12 @@
 //! The embedded backend: a redb database in the data folder (`kv.redb`) that holds the
 //! key-value data, the queues of events and the triggers' small records.
 //!
-//! Each operation is atomic, and visible to every reader when it returns. Writers share
-//! transactions and syncs share durable commits ([`commit`]): concurrent writes go into one
+//! Each operation is atomic, and visible to every reader once answered. Writes are made by one
+//! committer thread ([`commit`]): every write queued while it commits goes into its next
 //! transaction, committed without an `fsync` unless someone waits for durability;
-//! [`Store::sync`] returns once every write before it is durable, with one durable commit for
+//! [`Store::sync`] answers once every write before it is durable, with one durable commit for
 //! all who wait at the same time. That is group commit, and it keeps the promise that a write is
-//! durable before the response that depends on it.
+//! durable before the response that depends on it, without ever blocking an executor thread.
 //!
 //! A key-value write under a watched prefix pushes its change event in the same transaction
 //! (`queues.rs`), so the event and the write are durable together or not at all.
@@ -24,14 +24,15 @@ use std::sync::{Arc, Mutex, RwLock};
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use super::queues::{QueueCounts, QueueKey};
-use super::{KvError, Store};
+use super::{KvError, Pending, Store};
 
 const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 
 pub struct Embedded {
-    db: Database,
+    // Dropped first: the committer finishes what is queued, then lets go of the database.
     committer: commit::Committer,
-    queues: queues::State,
+    db: Arc<Database>,
+    queues: Arc<queues::State>,
 }
 
 fn failed(e: impl std::fmt::Display) -> KvError {
@@ -66,10 +67,15 @@ impl Embedded {
         txn.open_table(KV).map_err(failed)?;
         queues::create_tables(&txn)?;
         txn.commit().map_err(failed)?;
-        let queues = queues::State::load(&db)?;
+        let queues = Arc::new(queues::State::load(&db)?);
+        let db = Arc::new(db);
+        let committer = commit::Committer::start(db.clone(), {
+            let queues = queues.clone();
+            move |deltas| queues.committed(deltas)
+        });
         Ok(Embedded {
+            committer,
             db,
-            committer: commit::Committer::new(),
             queues,
         })
     }
@@ -83,11 +89,13 @@ impl Embedded {
         f(&table).map_err(failed)
     }
 
-    /// Runs `f` in the open write transaction and returns once it is committed (see
-    /// [`commit`]). `f` must write nothing if it fails on its own account; a database failure
-    /// fails the whole transaction.
-    fn write<R>(&self, f: impl FnOnce(&mut Tx) -> Result<R, KvError>) -> Result<R, KvError> {
-        let op = |txn: &WriteTransaction, delta: &mut HashMap<QueueKey, Delta>| {
+    /// Queues `f` for the committer's next transaction (see [`commit`]). `f` must write
+    /// nothing if it fails on its own account; a database failure fails the whole transaction.
+    fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Tx) -> Result<R, KvError> + Send + 'static,
+    ) -> Pending<R> {
+        self.committer.write(move |txn, delta| {
             let mut tx = Tx {
                 txn,
                 kv: txn.open_table(KV).map_err(failed)?,
@@ -95,9 +103,7 @@ impl Embedded {
                 delta,
             };
             f(&mut tx)
-        };
-        self.committer
-            .write(&self.db, op, &|delta| self.queues.committed(delta))
+        })
     }
 }
 
@@ -116,21 +122,28 @@ impl Store for Embedded {
         self.read(|t| Ok(t.get(key)?.map(|v| v.value().to_vec())))
     }
 
-    fn set(&self, key: &[u8], value: &[u8], by: Option<&str>) -> Result<(), KvError> {
-        self.write(|tx| {
+    fn set(&self, key: &[u8], value: &[u8], by: Option<&str>) -> Pending<()> {
+        let (key, value, by) = (key.to_vec(), value.to_vec(), by.map(str::to_string));
+        let queues = self.queues.clone();
+        self.write(move |tx| {
             // The change event first: a full watcher refuses the write before anything is
             // written.
-            self.queues.changed(tx, key, Some(value), by)?;
-            tx.kv.insert(key, value).map_err(failed).map(drop)
+            queues.changed(tx, &key, Some(&value), by.as_deref())?;
+            tx.kv
+                .insert(key.as_slice(), value.as_slice())
+                .map_err(failed)
+                .map(drop)
         })
     }
 
-    fn delete(&self, key: &[u8], by: Option<&str>) -> Result<bool, KvError> {
-        self.write(|tx| {
-            let exists = tx.kv.get(key).map_err(failed)?.is_some();
+    fn delete(&self, key: &[u8], by: Option<&str>) -> Pending<bool> {
+        let (key, by) = (key.to_vec(), by.map(str::to_string));
+        let queues = self.queues.clone();
+        self.write(move |tx| {
+            let exists = tx.kv.get(key.as_slice()).map_err(failed)?.is_some();
             if exists {
-                self.queues.changed(tx, key, None, by)?;
-                tx.kv.remove(key).map_err(failed)?;
+                queues.changed(tx, &key, None, by.as_deref())?;
+                tx.kv.remove(key.as_slice()).map_err(failed)?;
             }
             Ok(exists)
         })
@@ -164,14 +177,19 @@ impl Store for Embedded {
         })
     }
 
-    fn increment(&self, key: &[u8], delta: i64, by: Option<&str>) -> Result<i64, KvError> {
-        self.write(|tx| {
-            let current =
-                parse_counter(tx.kv.get(key).map_err(failed)?.as_ref().map(|v| v.value()))?;
+    fn increment(&self, key: &[u8], delta: i64, by: Option<&str>) -> Pending<i64> {
+        let (key, by) = (key.to_vec(), by.map(str::to_string));
+        let queues = self.queues.clone();
+        self.write(move |tx| {
+            let stored = tx.kv.get(key.as_slice()).map_err(failed)?;
+            let current = parse_counter(stored.as_ref().map(|v| v.value()))?;
+            drop(stored);
             let next = current.checked_add(delta).ok_or(KvError::NotANumber)?;
             let text = next.to_string();
-            self.queues.changed(tx, key, Some(text.as_bytes()), by)?;
-            tx.kv.insert(key, text.as_bytes()).map_err(failed)?;
+            queues.changed(tx, &key, Some(text.as_bytes()), by.as_deref())?;
+            tx.kv
+                .insert(key.as_slice(), text.as_bytes())
+                .map_err(failed)?;
             Ok(next)
         })
     }
@@ -182,27 +200,35 @@ impl Store for Embedded {
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
         by: Option<&str>,
-    ) -> Result<bool, KvError> {
-        self.write(|tx| {
-            let current = tx.kv.get(key).map_err(failed)?.map(|v| v.value().to_vec());
-            if current.as_deref() != expected {
+    ) -> Pending<bool> {
+        let key = key.to_vec();
+        let (expected, new) = (expected.map(<[u8]>::to_vec), new.map(<[u8]>::to_vec));
+        let by = by.map(str::to_string);
+        let queues = self.queues.clone();
+        self.write(move |tx| {
+            let stored = tx.kv.get(key.as_slice()).map_err(failed)?;
+            let current = stored.map(|v| v.value().to_vec());
+            if current != expected {
                 return Ok(false);
             }
             if new.is_none() && current.is_none() {
                 return Ok(true);
             }
-            self.queues.changed(tx, key, new, by)?;
-            match new {
-                Some(value) => drop(tx.kv.insert(key, value).map_err(failed)?),
-                None => drop(tx.kv.remove(key).map_err(failed)?),
+            queues.changed(tx, &key, new.as_deref(), by.as_deref())?;
+            match &new {
+                Some(value) => drop(
+                    tx.kv
+                        .insert(key.as_slice(), value.as_slice())
+                        .map_err(failed)?,
+                ),
+                None => drop(tx.kv.remove(key.as_slice()).map_err(failed)?),
             }
             Ok(true)
         })
     }
 
-    fn sync(&self) -> Result<(), KvError> {
-        self.committer
-            .sync(&self.db, &|delta| self.queues.committed(delta))
+    fn sync(&self) -> Pending<()> {
+        self.committer.sync()
     }
 }
 

@@ -26,7 +26,7 @@ use crate::store::codec;
 use crate::store::queues::{
     Body, CallResult, DeadLetter, Entry, QueueCounts, QueueKey, QueueOp, Queues, Watch,
 };
-use crate::store::{KvError, unix_ms};
+use crate::store::{KvError, Pending, unix_ms};
 
 type Bytes = &'static [u8];
 
@@ -244,14 +244,14 @@ fn by_time(at: u64, id: &str) -> Vec<u8> {
     [&at.to_be_bytes()[..], id.as_bytes()].concat()
 }
 
-impl Embedded {
+impl State {
     fn apply_one(
         &self,
         tx: &mut Tx,
         dead: &mut redb::Table<Bytes, Bytes>,
         op: QueueOp,
     ) -> Result<(), KvError> {
-        let state = &self.queues;
+        let state = self;
         match op {
             QueueOp::Push(push) => {
                 state.push(tx, &push.queue, Some(&push.id), push.body, &push.payload)?;
@@ -393,7 +393,9 @@ impl Embedded {
         }
         Ok(())
     }
+}
 
+impl Embedded {
     fn read_queue<T>(
         &self,
         definition: TableDefinition<Bytes, Bytes>,
@@ -432,15 +434,16 @@ impl Queues for Embedded {
             .unwrap_or_else(|e| e.into_inner()) = watches;
     }
 
-    fn apply(&self, ops: Vec<QueueOp>) -> Result<(), KvError> {
+    fn apply(&self, ops: Vec<QueueOp>) -> Pending<()> {
         if ops.is_empty() {
-            return Ok(());
+            return Pending::ready(Ok(()));
         }
-        self.write(|tx| {
+        let state = self.queues.clone();
+        self.write(move |tx| {
             let txn = tx.txn;
             let mut dead = txn.open_table(DEAD).map_err(failed)?;
             for op in ops {
-                self.apply_one(tx, &mut dead, op)?;
+                state.apply_one(tx, &mut dead, op)?;
             }
             Ok(())
         })
@@ -482,7 +485,7 @@ impl Queues for Embedded {
     }
 
     fn expire_results(&self, before: u64, keep: usize) -> Result<usize, KvError> {
-        self.write(|tx| {
+        self.write(move |tx| {
             let mut by_time = tx.txn.open_table(RESULTS_BY_TIME).map_err(failed)?;
             let mut results = tx.txn.open_table(RESULTS).map_err(failed)?;
             let total = by_time.len().map_err(failed)? as usize;
@@ -505,6 +508,7 @@ impl Queues for Embedded {
             }
             Ok(gone.len())
         })
+        .wait()
     }
 
     fn timer_tick(&self, timer: &str) -> Result<Option<u64>, KvError> {
@@ -515,10 +519,14 @@ impl Queues for Embedded {
     }
 
     fn set_timer_tick(&self, timer: &str, at: u64) -> Result<(), KvError> {
-        self.write(|tx| {
+        let timer = timer.to_string();
+        self.write(move |tx| {
             let mut table = tx.txn.open_table(TIMERS).map_err(failed)?;
-            table.insert(timer, &at.to_le_bytes()[..]).map_err(failed)?;
+            table
+                .insert(timer.as_str(), &at.to_le_bytes()[..])
+                .map_err(failed)?;
             Ok(())
         })
+        .wait()
     }
 }
