@@ -225,7 +225,7 @@ wrk_parse() {
             if (v ~ /m$/) return v * 60000; if (v ~ /s$/) return v * 1000; return v }
         /^ +50%/ {p50 = ms($2)} /^ +99%/ {p99 = ms($2)} /^Requests\/sec/ {rps = $2}
         /Non-2xx/ {bad += $NF} /Socket errors/ {gsub(",", ""); bad += $4 + $6 + $8 + $10}
-        END {printf "%d %.2f %.2f %d", rps, p50, p99, bad}' "$work/wrk.out")
+        END {printf "%d %.3f %.3f %d", rps, p50, p99, bad}' "$work/wrk.out")
     read -r "R[$key.rps]" "R[$key.p50]" "R[$key.p99]" "R[$key.bad]" <<<"$line"
     local bad=
     [[ ${R[$key.bad]} == 0 ]] || bad=", ${R[$key.bad]} errors or non-2xx"
@@ -321,6 +321,10 @@ for i in "${!labels[@]}"; do
     wrk_run "$label.date" "$url/api/date"
     wrk_run "$label.lean" "$url/bench/lean"
     wrk_run "$label.floor" "$url/bench/floor"
+    # One connection on an otherwise idle server: what a function adds to the native route's
+    # latency, against what the invocation itself costs (section 3).
+    conns=1 wrk_run "$label.idle.healthz" "$url/healthz"
+    conns=1 wrk_run "$label.idle.trivial" "$url/bench/trivial"
     # Fuel per request, from the server's own meter.
     metrics=$(curl -sS -H "Authorization: Bearer $token" "$url/_wisp/metrics")
     for f in trivial date lean floor; do
@@ -351,6 +355,33 @@ for i in "${!labels[@]}"; do
                 curl -sS "$url/bench/cpu?work=$1&arg=$2&reps=1" | sed -n 's/.*best_us=\([0-9]*\).*/\1/p'
             done | sort -n | head -1)
         done
+
+        # A short request behind a CPU-bound one, on a server with one thread: each slice
+        # of the long run yields to the short one.
+        stop "$pid"
+        say "2. a short request behind a CPU-bound one, one thread"
+        start_wisp "$bin" "$work/fair-$label" --workers 1 --fuel 1000000000000 --timeout-ms 60000
+        pid=$wisp_pid
+        deploy bench-cpu "$cpu_wasm" "route=/bench/cpu&method=GET"
+        deploy trivial "$modules/trivial.wasm" "route=/bench/trivial&method=GET"
+        curl -sS -o "$work/fair.long" "$url/bench/cpu?work=fib&arg=38&reps=1" &
+        long=$!
+        sleep 0.2
+        : >"$work/fair"
+        for _ in $(seq 20); do
+            kill -0 "$long" 2>/dev/null || break
+            curl -sS -o /dev/null -w '%{time_total}\n' "$url/bench/trivial" >>"$work/fair"
+            sleep 0.02
+        done
+        wait "$long" || true
+        R[fair.n]=$(wc -l <"$work/fair")
+        R[fair.p50]=$(awk '{print $1 * 1000}' "$work/fair" | median)
+        R[fair.max]=$(awk '{print $1 * 1000}' "$work/fair" | sort -g | tail -1)
+        R[fair.long]=$(sed -n 's/.*best_us=\([0-9]*\).*/\1/p' "$work/fair.long")
+        say "  ${R[fair.n]} short requests behind fib(38) ($(awk -v u="${R[fair.long]:-0}" 'BEGIN {printf "%.0f", u / 1000}') ms): p50 ${R[fair.p50]} ms, max ${R[fair.max]} ms"
+        stop "$pid"
+        start_wisp "$bin" "$work/data2-$label"
+        pid=$wisp_pid
 
         # 4. Cold start: deploy request sent -> first successful response, on one connection.
         say "4. cold start"
@@ -501,6 +532,8 @@ num() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}'; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.0f%%", 100 * a / b; else print "-"}'; }
 ms() { awk -v u="$1" -v d="${2:-1}" 'BEGIN {printf "%." d "f", u / 1000}'; }
+us() { awk -v m="$1" 'BEGIN {printf "%.0f", m * 1000}'; }             # ms -> µs
+us_diff() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.0f", (a - b) * 1000}'; } # ms, ms -> µs
 met() { if (($1)); then echo met; else echo "**missed**"; fi; }
 check() { awk "BEGIN {print ($1) ? 1 : 0}"; }
 flag() { [[ ${R[$1.bad]:-0} == 0 ]] || printf ' (%s errors or non-2xx)' "${R[$1.bad]}"; }
@@ -543,6 +576,20 @@ table() {
         http_row "$l" lean '`GET /bench/lean`, probe-lean: trivial without the SDK'
         http_row "$l" floor '`GET /bench/floor`, wat-1page: one `fd_write`'
     done
+    echo
+    echo "One connection on an idle server (\`wrk -c1\`), p50: what a function adds to the native route,"
+    echo "against what the invocation itself costs (\`trivial\`, section 3)."
+    echo
+    echo "| server | native route p50 µs | \`trivial\` p50 µs | added µs | invocation µs |"
+    echo "| --- | ---: | ---: | ---: | ---: |"
+    for l in "${labels[@]}"; do
+        echo "| wisp $l | $(us "${R[$l.idle.healthz.p50]}") | $(us "${R[$l.idle.trivial.p50]}") |" \
+            "**$(us_diff "${R[$l.idle.trivial.p50]}" "${R[$l.idle.healthz.p50]}")** | $nt |"
+    done
+    echo
+    echo "A short request behind a CPU-bound one on a server with one thread (\`--workers 1\`):" \
+        "${R[fair.n]} requests for \`trivial\` while \`fib(38)\` runs for $(ms "${R[fair.long]:-0}" 0) ms:" \
+        "p50 ${R[fair.p50]} ms, **max ${R[fair.max]} ms**."
     echo
     echo "### 3. Per-invocation cost: instantiate + run (\`cargo bench --bench invoke\`, glibc, one thread)"
     echo
@@ -632,6 +679,28 @@ table() {
     echo
     echo "| target | measured | |"
     echo "| --- | --- | --- |"
+    local g=${labels[-1]}
+    echo "| \`wat-1page\` ≥ 75% of the native route's requests/s |" \
+        "$(pct "${R[$p.floor.rps]}" "${R[$p.healthz.rps]}") |" \
+        "$(met "$(check "${R[$p.floor.rps]:-0} >= 0.75 * ${R[$p.healthz.rps]:-0}")") |"
+    echo "| \`trivial\` and \`date\` ≥ 50% of the native route's requests/s |" \
+        "$(pct "${R[$p.trivial.rps]}" "${R[$p.healthz.rps]}") and $(pct "${R[$p.date.rps]}" "${R[$p.healthz.rps]}") |" \
+        "$(met "$(check "${R[$p.trivial.rps]:-0} >= 0.5 * ${R[$p.healthz.rps]:-0} && ${R[$p.date.rps]:-0} >= 0.5 * ${R[$p.healthz.rps]:-0}")") |"
+    if [[ $p != "$g" ]]; then
+        echo "| musl ÷ glibc ≥ 0.95 on every function row |" \
+            "trivial $(ratio "${R[$p.trivial.rps]}" "${R[$g.trivial.rps]}"), date $(ratio "${R[$p.date.rps]}" "${R[$g.date.rps]}"), lean $(ratio "${R[$p.lean.rps]}" "${R[$g.lean.rps]}"), wat-1page $(ratio "${R[$p.floor.rps]}" "${R[$g.floor.rps]}") |" \
+            "$(met "$(check "${R[$p.trivial.rps]:-0} >= 0.95 * ${R[$g.trivial.rps]:-1} && ${R[$p.date.rps]:-0} >= 0.95 * ${R[$g.date.rps]:-1} && ${R[$p.lean.rps]:-0} >= 0.95 * ${R[$g.lean.rps]:-1} && ${R[$p.floor.rps]:-0} >= 0.95 * ${R[$g.floor.rps]:-1}")") |"
+    fi
+    echo "| idle, one connection: a function's p50 over the native route's ≤ its invocation + 10 µs |" \
+        "$(us_diff "${R[$p.idle.trivial.p50]}" "${R[$p.idle.healthz.p50]}") µs added, invocation $nt µs |" \
+        "$(met "$(check "(${R[$p.idle.trivial.p50]:-1e9} - ${R[$p.idle.healthz.p50]:-0}) * 1000 <= ${nt:-0} + 10")") |"
+    echo "| instantiate + run of \`trivial\` ≤ 5 µs | $nt µs |" \
+        "$(met "$(check "${nt:-1e9} <= 5")") |"
+    echo "| durable increments, 32 clients ≥ 8× one client and ≥ 0.5× reads |" \
+        "$(ratio "${R[kv.set.32.rps]}" "${R[kv.set.1.rps]}")× one client, $(ratio "${R[kv.set.32.rps]}" "${R[kv.get.32.rps]}")× reads |" \
+        "$(met "$(check "${R[kv.set.32.rps]:-0} >= 8 * ${R[kv.set.1.rps]:-1e9} && ${R[kv.set.32.rps]:-0} >= 0.5 * ${R[kv.get.32.rps]:-1e9}")") |"
+    echo "| a short request behind a CPU-bound one, one thread, waits < 10 ms | max ${R[fair.max]} ms |" \
+        "$(met "$(check "${R[fair.max]:-1e9} < 10")") |"
     echo "| trivial function ≥ 70% of the native route's requests/s |" \
         "$(pct "${R[$p.trivial.rps]}" "${R[$p.healthz.rps]}") |" \
         "$(met "$(check "${R[$p.trivial.rps]:-0} >= 0.7 * ${R[$p.healthz.rps]:-0}")") |"
@@ -640,6 +709,9 @@ table() {
     echo "| instantiate + run under 30 µs, trivial as users build it |" \
         "$nt µs (17 pages: $(net trivial-17pages) µs; 1-page floor: $(net wat-1page) µs) |" \
         "$(met "$(check "${nt:-1e9} < 30")") |"
+    echo "| CPU-bound work over HTTP within 5% of \`wisp run\` |" \
+        "SHA-256 $(ratio "${R[cpu.sha256.served]:-0}" "${R[cpu.sha256.wasm]}")×, fib $(ratio "${R[cpu.fib.served]:-0}" "${R[cpu.fib.wasm]}")× |" \
+        "$(met "$(check "${R[cpu.sha256.served]:-1e9} <= 1.05 * ${R[cpu.sha256.wasm]:-0} && ${R[cpu.fib.served]:-1e9} <= 1.05 * ${R[cpu.fib.wasm]:-0}")") |"
     echo "| cold start under 5 ms, ~100 KB module | ${R[cold.small.total]} ms |" \
         "$(met "$(check "${R[cold.small.total]:-1e9} < 5")") |"
     echo "| messages/s through one subscriber above Cloudflare Queues' 5,000 per queue |" \
