@@ -379,6 +379,25 @@ for i in "${!labels[@]}"; do
         R[fair.max]=$(awk '{print $1 * 1000}' "$work/fair" | sort -g | tail -1)
         R[fair.long]=$(sed -n 's/.*best_us=\([0-9]*\).*/\1/p' "$work/fair.long")
         say "  ${R[fair.n]} short requests behind fib(38) ($(awk -v u="${R[fair.long]:-0}" 'BEGIN {printf "%.0f", u / 1000}') ms): p50 ${R[fair.p50]} ms, max ${R[fair.max]} ms"
+        # Deadlines are exact: an endless loop with a 200 ms deadline ends at 200 ms.
+        deploy hostile "$modules/hostile.wasm" "route=/hostile/...&timeout_ms=200"
+        read -r R[deadline.status] R[deadline.s] < <(curl -sS -o /dev/null \
+            -w '%{http_code} %{time_total}\n' "$url/hostile/loop")
+        R[deadline.ms]=$(awk -v s="${R[deadline.s]}" 'BEGIN {printf "%.1f", s * 1000}')
+        say "  deadline 200 ms: answered ${R[deadline.status]} after ${R[deadline.ms]} ms"
+        stop "$pid"
+        # Full: one invocation at a time and none waiting; the next one gets 503 + Retry-After.
+        start_wisp "$bin" "$work/full-$label" --workers 1 --max-running 1 --queue 0 \
+            --fuel 1000000000000 --timeout-ms 60000
+        pid=$wisp_pid
+        deploy bench-cpu "$cpu_wasm" "route=/bench/cpu&method=GET"
+        curl -sS -o /dev/null "$url/bench/cpu?work=fib&arg=36&reps=1" &
+        long=$!
+        sleep 0.2
+        R[full]=$(curl -sS -o /dev/null -D - "$url/bench/cpu?work=fib&arg=1&reps=1" |
+            awk 'NR == 1 {code = $2} tolower($1) == "retry-after:" {ra = $2} END {printf "%s %s", code, ra}' | tr -d '\r')
+        wait "$long" || true
+        say "  full: ${R[full]}"
         stop "$pid"
         start_wisp "$bin" "$work/data2-$label"
         pid=$wisp_pid
@@ -701,6 +720,10 @@ table() {
         "$(met "$(check "${R[kv.set.32.rps]:-0} >= 8 * ${R[kv.set.1.rps]:-1e9} && ${R[kv.set.32.rps]:-0} >= 0.5 * ${R[kv.get.32.rps]:-1e9}")") |"
     echo "| a short request behind a CPU-bound one, one thread, waits < 10 ms | max ${R[fair.max]} ms |" \
         "$(met "$(check "${R[fair.max]:-1e9} < 10")") |"
+    echo "| exact deadlines: an endless loop with a 200 ms deadline | ${R[deadline.status]} after ${R[deadline.ms]} ms |" \
+        "$(met "$(check "${R[deadline.status]:-0} == 504 && ${R[deadline.ms]:-0} >= 200 && ${R[deadline.ms]:-0} < 230")") |"
+    echo "| full (one running, none waiting): \`503\` with \`Retry-After\` | ${R[full]} |" \
+        "$(met "$(check "\"${R[full]}\" == \"503 1\"")") |"
     echo "| trivial function ≥ 70% of the native route's requests/s |" \
         "$(pct "${R[$p.trivial.rps]}" "${R[$p.healthz.rps]}") |" \
         "$(met "$(check "${R[$p.trivial.rps]:-0} >= 0.7 * ${R[$p.healthz.rps]:-0}")") |"
