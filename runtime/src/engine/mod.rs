@@ -10,6 +10,7 @@ mod kv;
 mod limits;
 mod module;
 mod publish;
+mod recycle;
 mod run;
 mod scheduler;
 mod wasi;
@@ -50,5 +51,7 @@ pub fn run_here(module: Arc<Module>, invocation: Invocation) -> Outcome {
 mod kv_tests;
 #[cfg(test)]
 mod module_tests;
+#[cfg(test)]
+mod recycle_tests;
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,7 @@ use wasmi::{
 };
 
 use super::host::{Completion, HostState, HostStop, Waiting};
+use super::module::Handles;
 use super::publish::{Admit, Published};
 use super::{Limit, Limits, Module};
 use crate::store::Grants;
@@ -72,6 +73,8 @@ pub(crate) struct Run {
     call: Suspended,
     fuel_used: u64,
     deadline: Instant,
+    /// For reusing the instance once it ends, if its module allows that.
+    handles: Option<Handles>,
 }
 
 enum Suspended {
@@ -92,28 +95,41 @@ pub(crate) enum Step {
 }
 
 impl Run {
-    /// Instantiates `module` in a fresh store and runs `_start` for the first slice.
+    /// Runs `_start` for the first slice, in an instance its module kept for reuse or in a
+    /// fresh one.
     pub(crate) fn start(
         module: Arc<Module>,
         invocation: Invocation,
         deadline: Instant,
         slice: u64,
     ) -> Step {
-        let mut store = module.store(invocation);
         let fuel = slice.min(module.limits.fuel);
-        store.set_fuel(fuel).expect("fuel metering is on");
-        let started = module
-            .linker
-            .instantiate_and_start(&mut store, &module.module)
-            .and_then(|instance| {
-                store.data_mut().memory = instance.get_memory(&store, "memory");
-                let start = instance
-                    .get_func(&store, "_start")
-                    .expect("checked at compile");
-                start.call_resumable(&mut store, &[], &mut [])
-            });
+        let (store, started, handles) = match module.spare(invocation) {
+            Ok((mut store, handles)) => {
+                store.set_fuel(fuel).expect("fuel metering is on");
+                let started = handles.start.call_resumable(&mut store, &[], &mut []);
+                (store, started, Some(handles))
+            }
+            Err(invocation) => {
+                let mut store = module.store(invocation);
+                store.set_fuel(fuel).expect("fuel metering is on");
+                let mut handles = None;
+                let started = module
+                    .linker
+                    .instantiate_and_start(&mut store, &module.module)
+                    .and_then(|instance| {
+                        store.data_mut().memory = instance.get_memory(&store, "memory");
+                        handles = module.handles(&store, &instance);
+                        let start = instance
+                            .get_func(&store, "_start")
+                            .expect("checked at compile");
+                        start.call_resumable(&mut store, &[], &mut [])
+                    });
+                (store, started, handles)
+            }
+        };
         let used = fuel - store.get_fuel().unwrap_or(0);
-        Self::settle(module, store, used, deadline, started)
+        Self::settle(module, store, handles, used, deadline, started)
     }
 
     /// Runs the next slice.
@@ -135,6 +151,7 @@ impl Run {
             call,
             fuel_used,
             deadline,
+            handles,
         } = self;
         let remaining = module.limits.fuel - fuel_used;
         let (fuel, result) = match call {
@@ -160,7 +177,7 @@ impl Run {
             }
         };
         let used = fuel_used + fuel - store.get_fuel().unwrap_or(0);
-        Self::settle(module, store, used, deadline, result)
+        Self::settle(module, store, handles, used, deadline, result)
     }
 
     /// Whether the deadline has passed; the pool checks this for runs that wait their turn.
@@ -177,6 +194,7 @@ impl Run {
     fn settle(
         module: Arc<Module>,
         store: Store<HostState>,
+        handles: Option<Handles>,
         fuel_used: u64,
         deadline: Instant,
         result: Result<ResumableCall, Error>,
@@ -184,7 +202,11 @@ impl Run {
         let limits = &module.limits;
         let stopped = |store, limit| Step::Done(outcome(store, fuel_used, Err(Stop::Limit(limit))));
         let call = match result {
-            Ok(ResumableCall::Finished) => return Step::Done(outcome(store, fuel_used, Ok(0))),
+            Ok(ResumableCall::Finished) => {
+                // Only a run that returned from `_start` gives its instance back: one stopped
+                // mid-call leaves the engine's state for that call behind.
+                return Step::Done(finished(&module, store, handles, fuel_used));
+            }
             Ok(ResumableCall::OutOfFuel(call)) => {
                 let remaining = limits.fuel - fuel_used;
                 if remaining == 0 || remaining < call.required_fuel() {
@@ -206,6 +228,7 @@ impl Run {
                             call: Suspended::InHost(call),
                             fuel_used,
                             deadline,
+                            handles,
                         };
                         return Step::Sleep(run, until);
                     }
@@ -218,6 +241,7 @@ impl Run {
                             call: Suspended::InHost(call),
                             fuel_used,
                             deadline,
+                            handles,
                         };
                         return Step::Wait(run, waiting);
                     }
@@ -238,6 +262,7 @@ impl Run {
             call,
             fuel_used,
             deadline,
+            handles,
         };
         if run.expired(Instant::now()) {
             return Step::Done(run.time_out());
@@ -262,6 +287,41 @@ fn classify(error: &Error, store: &Store<HostState>, limits: &Limits) -> Result<
         Some(_) if limiter.refused => Err(Stop::Limit(Limit::Memory(limiter.max_bytes))),
         _ => Err(Stop::Trap(error.to_string())),
     }
+}
+
+/// The outcome of a run that returned from `_start`; its instance goes back to its module for
+/// reuse when the module allows it.
+fn finished(
+    module: &Module,
+    mut store: Store<HostState>,
+    handles: Option<Handles>,
+    fuel_used: u64,
+) -> Outcome {
+    let Some(handles) = handles else {
+        return outcome(store, fuel_used, Ok(0));
+    };
+    let memory_bytes = store
+        .data()
+        .memory
+        .map_or(0, |m| m.data_size(&store) as u64);
+    let state = store.data_mut();
+    let outcome = Outcome {
+        result: Ok(0),
+        stdout: std::mem::take(&mut state.stdout),
+        stderr: std::mem::take(&mut state.stderr),
+        fuel_used,
+        memory_bytes,
+        kv_wrote: state.kv_wrote,
+        published: std::mem::take(&mut state.published),
+    };
+    // What the invocation was given goes now, not when the instance is next used.
+    state.args = Vec::new();
+    state.env = Vec::new();
+    state.stdin = Vec::new();
+    state.kv = None;
+    state.topics = None;
+    module.recycle(store, handles);
+    outcome
 }
 
 fn outcome(store: Store<HostState>, fuel_used: u64, result: Result<i32, Stop>) -> Outcome {
