@@ -34,6 +34,8 @@ struct Recycler {
     globals: Vec<String>,
     /// Linear memory right after instantiation.
     image: Vec<u8>,
+    /// Which of the image's pages hold only zeros.
+    zero_pages: Vec<bool>,
     /// The mutable globals' values right after instantiation.
     values: Vec<Val>,
     spares: Mutex<Vec<(Store<HostState>, Handles)>>,
@@ -50,6 +52,10 @@ pub(crate) struct Handles {
 /// page with the image: for 2 pages that is far cheaper than instantiating, but for 17 (rustc's
 /// default 1 MiB stack) it costs more than zeroing them anew (measured: 20.6 µs against 8.2).
 const MAX_RECYCLED_MEMORY: usize = 4 * 65536;
+
+/// The unit restores compare and copy: 4 KiB, a page of the host's, not of wasm's.
+const PAGE: usize = 4096;
+static ZEROS: [u8; PAGE] = [0; PAGE];
 
 /// Instances kept to reuse, of one module, at most.
 const SPARES_PER_MODULE: usize = 8;
@@ -303,11 +309,15 @@ impl Module {
         if memory.len() != recycler.image.len() {
             return;
         }
-        // Most pages are as they were: compare, and copy back only those that differ.
-        for (page, image) in memory
-            .chunks_exact_mut(4096)
-            .zip(recycler.image.chunks_exact(4096))
+        // Most pages are as they were: compare, and copy back only those that differ. Most of
+        // the image is zeros (the stack, the heap): those pages are compared with one page of
+        // zeros that stays in the cache, which reads half as much.
+        for ((page, image), zero) in memory
+            .chunks_exact_mut(PAGE)
+            .zip(recycler.image.chunks_exact(PAGE))
+            .zip(&recycler.zero_pages)
         {
+            let image = if *zero { &ZEROS[..] } else { image };
             if page != image {
                 page.copy_from_slice(image);
             }
@@ -451,9 +461,12 @@ impl Recycler {
             .iter()
             .map(|name| Some(instance.get_global(store, name)?.get(store)))
             .collect::<Option<_>>()?;
+        let image = memory.data(store).to_vec();
+        let zero_pages = image.chunks_exact(PAGE).map(|p| p == &ZEROS[..]).collect();
         Some(Recycler {
             globals,
-            image: memory.data(store).to_vec(),
+            image,
+            zero_pages,
             values,
             spares: Mutex::default(),
         })
