@@ -203,3 +203,52 @@ fn sigterm_lets_in_flight_requests_finish() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body, "done");
 }
+
+#[test]
+fn no_request_sees_anything_of_the_one_before() {
+    // Instances are reused (restored to what a fresh one is): interleave requests that leave
+    // state behind (a trap, a panic, a deep recursion, a long body) with ones that show all they
+    // see, and check each shows exactly its own request.
+    let server = Server::start(&examples(), &[]);
+    for i in 0..60 {
+        match i % 4 {
+            0 => assert_eq!(server.get("/hostile/trap").status, 500),
+            1 => assert_eq!(server.get("/hostile/panic").status, 500),
+            2 => {
+                let body = vec![b'a' + (i % 26) as u8; 5000 + i * 100];
+                let reply = server.request("POST", "/hostile/echo", &[], &body);
+                assert!(reply.body.ends_with(std::str::from_utf8(&body).unwrap()));
+            }
+            _ => {}
+        }
+        let header = format!("value-{i}");
+        let reply = server.request(
+            "GET",
+            &format!("/hostile/echo?n={i}"),
+            &[("X-Probe", &header)],
+            b"",
+        );
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let probes: Vec<&str> = reply
+            .body
+            .lines()
+            .filter(|l| l.starts_with("HTTP_X_PROBE="))
+            .collect();
+        assert_eq!(
+            probes,
+            [format!("HTTP_X_PROBE={header}")],
+            "request {i}: {}",
+            reply.body
+        );
+        assert!(
+            reply.body.contains(&format!("\nquery=n={i}\n")),
+            "{}",
+            reply.body
+        );
+        assert!(
+            reply.body.ends_with("body_len=0\nbody:\n"),
+            "request {i}: {}",
+            reply.body
+        );
+    }
+}
