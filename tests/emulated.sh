@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
 # Emulated devices: the ARM binaries through a real deploy-and-serve cycle under qemu-user.
 #
-#   tests/emulated.sh [TARGET...]   # default: aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf
+#   tests/emulated.sh [TARGET...]
+#   # default: aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf arm-unknown-linux-musleabihf
 #
 # Builds the static binaries once with the `emulated` cargo profile (boards/build.sh, which also
-# checks that each is statically linked), then for each target, on loopback only: starts
-# `wisp serve` under qemu with a fresh data folder and a board profile, deploys the example
-# functions with the CLI (the host build as client), calls them, stops the server with SIGTERM,
-# starts it again on the same data folder, and checks that the functions are still there and
-# answer, this time also through the ARM binary's own CLI. Needs qemu-user-static and file
-# (.ci/run installs them). Set CARGO_TARGET_DIR to keep the builds in a cache between runs.
+# checks that each is statically linked), then for each target, on loopback only: checks that a
+# panic unwinds and is caught (as a connection's is), starts `wisp serve` under qemu with a
+# fresh data folder and a board profile, deploys the example functions with the CLI (the host
+# build as client), calls them, stops the server with SIGTERM, starts it again on the same data
+# folder, and checks that the functions are still there and answer, this time also through the
+# ARM binary's own CLI. qemu emulates the oldest CPU of each binary's boards (QEMU_CPU), so an
+# instruction that CPU lacks fails the test: an ARM1176 (Pi 1, Zero) for the ARMv6 binary, a
+# Cortex-A7 (Pi 2) for the ARMv7 one, a Cortex-A53 (Pi 3, Zero 2 W) for the 64-bit one. Needs
+# qemu-user-static and file (.ci/run installs them). Set CARGO_TARGET_DIR to keep the builds in
+# a cache between runs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 started=$SECONDS
 
 targets=("$@")
-((${#targets[@]})) || targets=(aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf)
+((${#targets[@]})) || targets=(aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf
+    arm-unknown-linux-musleabihf)
 
 say() { printf 'emulated: %s\n' "$*"; }
 
@@ -27,10 +33,20 @@ qemu_for() {
     *) return 1 ;;
     esac
 }
+# The CPU qemu emulates: the oldest that the binary is for.
+cpu_for() {
+    case $1 in
+    aarch64-*) echo cortex-a53 ;;
+    armv7-*) echo cortex-a7 ;;
+    arm-*) echo arm1176 ;;
+    *) echo "" ;;
+    esac
+}
 board_for() {
     case $1 in
     aarch64-*) echo pi-4 ;;
-    armv7-* | arm-*) echo pi-2 ;;
+    armv7-*) echo pi-2 ;;
+    arm-*) echo pi-1 ;;
     *) echo x86-64 ;;
     esac
 }
@@ -96,6 +112,9 @@ expect() {
 cycle() {
     local target=$1 qemu bin data board out token
     qemu=$(qemu_for "$target")
+    # Read by qemu-user; every run of the binary below is on this CPU.
+    export QEMU_CPU
+    QEMU_CPU=$(cpu_for "$target")
     bin=target/boards/emulated/wisp-$target
     data=$work/$target-data
     board=$(board_for "$target")
@@ -104,9 +123,16 @@ cycle() {
 
     "$qemu" "$bin" --version >"$log.out" 2>>"$log.err" || return 1
     expect "--version" '^wisp ' "$(cat "$log.out")" || return 1
+    # Unwinding through Zig's libunwind: the panic is caught and the frames' destructors run.
+    out=$(WISP_CHECK_UNWIND=1 RUST_BACKTRACE=0 "$qemu" "$bin" 2>/dev/null) ||
+        { echo "the unwinding check failed: $out" >>"$log.err"; return 1; }
+    expect "the unwinding check" '^wisp: unwinding works' "$out" || return 1
+    # mimalloc as configured: no transparent huge pages (.cargo/config.toml).
+    out=$(MIMALLOC_VERBOSE=1 "$qemu" "$bin" --version 2>&1) || return 1
+    expect "mimalloc's options" "option 'allow_thp': 0" "$out" || return 1
 
     start "$qemu" "$bin" "$data" "$log" --board "$board" || return 1
-    expect "the profile line" "^wisp: board $board \(--board\): --workers 4 " "$(cat "$log.out")" || return 1
+    expect "the profile line" "^wisp: board $board \(--board\): --workers [0-9]+ " "$(cat "$log.out")" || return 1
     # The first start made the admin token, as on a device.
     token=$(cat "$data/admin.token") || return 1
     out=$("$client" deploy date "$modules/date.wasm" --route /api/date --method GET \
@@ -137,7 +163,7 @@ for target in "${targets[@]}"; do
     t0=$SECONDS
     if cycle "$target"; then
         passed=$((passed + 1))
-        say "$target: ok: deploy, call, restart, call ($((SECONDS - t0)) s under $(qemu_for "$target"))"
+        say "$target: ok: unwinding, deploy, call, restart, call ($((SECONDS - t0)) s under $(qemu_for "$target")${QEMU_CPU:+ -cpu $QEMU_CPU})"
     else
         failed=$((failed + 1))
         say "$target: FAILED; the server's output and what went wrong:"

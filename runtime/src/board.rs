@@ -14,7 +14,8 @@ use serde::Deserialize;
 use crate::server::Options;
 
 /// The embedded profiles, in the order `--board help` lists them.
-const SOURCES: [&str; 6] = [
+const SOURCES: [&str; 7] = [
+    include_str!("../../boards/pi-1.json"),
     include_str!("../../boards/pi-zero-2w.json"),
     include_str!("../../boards/pi-2.json"),
     include_str!("../../boards/pi-3.json"),
@@ -197,6 +198,13 @@ mod tests {
     #[test]
     fn raspberry_pi_models_find_their_profile() {
         let cases = [
+            // ARMv6: the Pi 1 family, the Zero and Zero W, the first Compute Module.
+            ("Raspberry Pi Zero W Rev 1.1", Some("pi-1")),
+            ("Raspberry Pi Zero Rev 1.3", Some("pi-1")),
+            ("Raspberry Pi Model B Rev 2", Some("pi-1")),
+            ("Raspberry Pi Model B Plus Rev 1.2", Some("pi-1")),
+            ("Raspberry Pi Model A Plus Rev 1.1", Some("pi-1")),
+            ("Raspberry Pi Compute Module Rev 1.0", Some("pi-1")),
             ("Raspberry Pi Zero 2 W Rev 1.0", Some("pi-zero-2w")),
             ("Raspberry Pi 2 Model B Rev 1.1", Some("pi-2")),
             ("Raspberry Pi 3 Model B Plus Rev 1.3", Some("pi-3")),
@@ -206,9 +214,7 @@ mod tests {
             ("Raspberry Pi Compute Module 4 Rev 1.0", Some("pi-4")),
             ("Raspberry Pi 5 Model B Rev 1.0", Some("pi-5")),
             ("Raspberry Pi Compute Module 5 Rev 1.0", Some("pi-5")),
-            // ARMv6: no binary runs there, so no profile.
-            ("Raspberry Pi Zero W Rev 1.1", None),
-            ("Raspberry Pi Model B Rev 2", None),
+            ("Raspberry Pi Compute Module 4S Rev 1.0", Some("pi-4")),
             ("Pine64 RockPro64 v2.1", None),
         ];
         for (model, expected) in cases {

@@ -90,15 +90,9 @@ if ((build)); then
     say "building wisp (release, glibc) into target/bench"
     run cargo build --release --quiet --target-dir "$tgt"
     if ((musl)); then
-        if ! rustup target list --installed 2>/dev/null | grep -qx $musl_target; then
-            for attempt in 1 2 3; do
-                rustup target add $musl_target && break
-                say "rustup target add failed (attempt $attempt); retrying"
-                sleep 5
-            done
-        fi
-        say "building wisp (release, static musl)"
-        if ! run cargo build --release --quiet --target $musl_target --target-dir "$tgt" 2>"$work/musl.log"; then
+        # As users get it: Zig, std from source, mimalloc (boards/build.sh installs what it needs).
+        say "building wisp (release, static musl: boards/build.sh)"
+        if ! CARGO_TARGET_DIR=$tgt run boards/build.sh $musl_target >/dev/null 2>"$work/musl.log"; then
             musl_note="the static musl build failed: $(grep -m1 '^error' "$work/musl.log" || tail -1 "$work/musl.log")"
             rm -f "$musl_bin"
         fi

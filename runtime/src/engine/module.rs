@@ -57,6 +57,27 @@ const MAX_RECYCLED_MEMORY: usize = 4 * 65536;
 const PAGE: usize = 4096;
 static ZEROS: [u8; PAGE] = [0; PAGE];
 
+/// Whether two pages differ: 64 bytes at a time, a word XOR-ed and OR-ed per step, with no
+/// early exit inside a block, so LLVM makes SIMD of it (SSE2, NEON) and a word loop on the
+/// 32-bit ARMs. `!=` on slices calls libc's `bcmp`, which musl (and the libc Zig links) does a
+/// byte at a time: with it the comparison took 60% of the static server's CPU.
+fn differs(a: &[u8], b: &[u8]) -> bool {
+    const BLOCK: usize = 64;
+    const WORD: usize = size_of::<usize>();
+    let word = |bytes: &[u8]| usize::from_ne_bytes(bytes.try_into().unwrap_or_default());
+    a.len() != b.len()
+        || a.chunks(BLOCK).zip(b.chunks(BLOCK)).any(|(x, y)| {
+            if x.len() < BLOCK {
+                return x != y;
+            }
+            let diff = x
+                .chunks_exact(WORD)
+                .zip(y.chunks_exact(WORD))
+                .fold(0, |diff, (p, q)| diff | (word(p) ^ word(q)));
+            diff != 0
+        })
+}
+
 /// Instances kept to reuse, of one module, at most.
 const SPARES_PER_MODULE: usize = 8;
 /// Bytes of linear memory that all kept instances may hold together, at most: a server with
@@ -318,7 +339,7 @@ impl Module {
             .zip(&recycler.zero_pages)
         {
             let image = if *zero { &ZEROS[..] } else { image };
-            if page != image {
+            if differs(page, image) {
                 page.copy_from_slice(image);
             }
         }
@@ -470,5 +491,32 @@ impl Recycler {
             values,
             spares: Mutex::default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::differs;
+
+    /// Equal pages and pages differing in one byte anywhere, and lengths that are not whole
+    /// blocks, against the slices' own comparison.
+    #[test]
+    fn differs_agrees_with_slice_comparison() {
+        let page: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
+        for at in 0..page.len() {
+            let mut other = page.clone();
+            assert!(!differs(&page, &other));
+            other[at] ^= 1 << (at % 8);
+            assert!(differs(&page, &other), "a difference at {at} not seen");
+        }
+        for len in [0, 1, 63, 65, 100] {
+            let (a, mut b) = (page[..len].to_vec(), page[..len].to_vec());
+            assert!(!differs(&a, &b));
+            if let Some(last) = b.last_mut() {
+                *last ^= 0x80;
+                assert!(differs(&a, &b));
+            }
+        }
+        assert!(differs(&page[..10], &page[..11]));
     }
 }
