@@ -1,11 +1,12 @@
 //! Invocations run on the executor thread that asks for them, in fuel slices.
 //!
 //! There is no pool of worker threads and no hand-off: the task that parsed a request
-//! instantiates its module and runs the first slice itself. A run that uses up its slice goes
-//! back to the executor's queue (`yield_now`), so the other tasks on that thread (connections,
-//! other runs) take their turn before its next slice; a run that sleeps in `poll_oneoff` waits
-//! on a timer, and one whose store write waits for its commit awaits it: neither holds a thread. Between slices the deadline is checked, so a deadline is
-//! exact on an interpreter with no epoch interrupt.
+//! instantiates its module and runs the first slice itself. At a slice's end the deadline is
+//! checked, so a deadline is exact on an interpreter with no epoch interrupt; a run that has
+//! held its thread for a turn (1 ms) goes back to the executor's queue (`yield_now`), so the
+//! other tasks on that thread (connections, other runs) take theirs. A run that sleeps in
+//! `poll_oneoff` waits on a timer, and one whose store write waits for its commit awaits it:
+//! neither holds a thread.
 //!
 //! What is shared by all threads is the cap on invocations started and not finished (each
 //! holds its linear memory) and a bound on how many may wait for one to finish: past it,
@@ -15,7 +16,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use smol::Timer;
 use smol::future::FutureExt as _;
@@ -27,6 +28,13 @@ use super::{Invocation, Limit, Module, Outcome, Stop};
 /// Fuel per slice unless configured: well under a millisecond on a desktop core, a few on a
 /// Raspberry Pi, at a cost of a few percent against running unsliced.
 pub const DEFAULT_SLICE_FUEL: u64 = 100_000;
+
+/// How long a run keeps its thread before it yields at a slice boundary. Yielding at every
+/// slice (50 µs on a desktop core) cost a CPU-bound run a third of its speed on a 2-thread
+/// server: each yield woke the other thread, which took the run over, and the run moved between
+/// cores at every slice. A slice's boundary still checks the deadline; a thread still looks for
+/// I/O after at most this long (`server::run_tasks`).
+const TURN: Duration = Duration::from_millis(1);
 
 /// How invocations are admitted and sliced.
 #[derive(Debug, Clone)]
@@ -105,13 +113,19 @@ impl Scheduler {
                 return Ok(Outcome::stopped(Stop::Limit(limit)));
             };
             let slice = self.config.slice_fuel;
+            let mut turn = Instant::now();
             let mut step = Run::start(module, invocation, deadline, slice);
             loop {
                 step = match step {
                     Step::Done(outcome) => return Ok(outcome),
                     Step::Yield(run) => {
-                        smol::future::yield_now().await;
-                        if run.expired(Instant::now()) {
+                        let mut now = Instant::now();
+                        if now >= turn + TURN {
+                            smol::future::yield_now().await;
+                            now = Instant::now();
+                            turn = now;
+                        }
+                        if run.expired(now) {
                             return Ok(run.time_out());
                         }
                         run.resume(slice)
