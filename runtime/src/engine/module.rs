@@ -32,10 +32,12 @@ pub struct Module {
 struct Recycler {
     /// The export names of the mutable globals.
     globals: Vec<String>,
-    /// Linear memory right after instantiation.
-    image: Vec<u8>,
-    /// Which of the image's pages hold only zeros.
-    zero_pages: Vec<bool>,
+    /// Linear memory right after instantiation, page by page; `None` for a page of zeros. Most
+    /// of it is zeros (the stack, the heap), and a module costs only its other pages: 100
+    /// distinct modules held 13 MiB more when the whole image was kept.
+    image: Vec<Option<Box<[u8]>>>,
+    /// The size of linear memory right after instantiation.
+    memory_size: usize,
     /// The mutable globals' values right after instantiation.
     values: Vec<Val>,
     spares: Mutex<Vec<(Store<HostState>, Handles)>>,
@@ -98,7 +100,7 @@ impl Drop for Recycler {
 
 impl Recycler {
     fn cost(&self) -> usize {
-        self.image.len() + SPARE_OVERHEAD
+        self.memory_size + SPARE_OVERHEAD
     }
 }
 
@@ -327,23 +329,17 @@ impl Module {
             return;
         }
         let memory = handles.memory.data_mut(&mut store);
-        if memory.len() != recycler.image.len() {
+        if memory.len() != recycler.memory_size {
             return;
         }
         // Most pages are as they were: compare, and copy back only those that differ. Most of
         // the image is zeros (the stack, the heap): those pages are only checked to be zero,
         // which reads half as much.
-        for ((page, image), zero) in memory
-            .chunks_exact_mut(PAGE)
-            .zip(recycler.image.chunks_exact(PAGE))
-            .zip(&recycler.zero_pages)
-        {
-            if *zero {
-                if !is_zero(page) {
-                    page.fill(0);
-                }
-            } else if differs(page, image) {
-                page.copy_from_slice(image);
+        for (page, image) in memory.chunks_exact_mut(PAGE).zip(&recycler.image) {
+            match image {
+                None if !is_zero(page) => page.fill(0),
+                Some(image) if differs(page, image) => page.copy_from_slice(image),
+                _ => {}
             }
         }
         for (global, value) in handles.globals.iter().zip(&recycler.values) {
@@ -485,12 +481,15 @@ impl Recycler {
             .iter()
             .map(|name| Some(instance.get_global(store, name)?.get(store)))
             .collect::<Option<_>>()?;
-        let image = memory.data(store).to_vec();
-        let zero_pages = image.chunks_exact(PAGE).map(is_zero).collect();
+        let data = memory.data(store);
+        let image = data
+            .chunks_exact(PAGE)
+            .map(|page| (!is_zero(page)).then(|| page.into()))
+            .collect();
         Some(Recycler {
             globals,
             image,
-            zero_pages,
+            memory_size: data.len(),
             values,
             spares: Mutex::default(),
         })
