@@ -41,7 +41,7 @@ pub async fn handle(admin: &Admin, request: Request, segments: &[&str]) -> Respo
     let method = request.method.clone();
     let op = move || match (method.as_str(), key) {
         ("GET", None) => list(&scope, &request),
-        ("GET", Some(key)) => match scope.get(key.as_bytes()) {
+        ("GET", Some(key)) => match scope.get(key.as_bytes()).wait() {
             Ok(Some(value)) => Response::new(200)
                 .header("Content-Type", "application/octet-stream")
                 .body(value),
@@ -80,11 +80,14 @@ fn list(scope: &Scoped, request: &Request) -> Response {
         Some(Ok(l)) if (1..=MAX_LIMIT).contains(&l) => l,
         Some(_) => return error(400, format!("limit is 1 to {MAX_LIMIT}")),
     };
-    match scope.list(
-        prefix.as_bytes(),
-        after.as_deref().map(str::as_bytes),
-        limit,
-    ) {
+    match scope
+        .list(
+            prefix.as_bytes(),
+            after.as_deref().map(str::as_bytes),
+            limit,
+        )
+        .wait()
+    {
         Ok(keys) => {
             let keys: Vec<String> = keys
                 .iter()

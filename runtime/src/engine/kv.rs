@@ -95,35 +95,46 @@ impl<'a> Call<'a> {
     }
 }
 
-fn run(caller: &mut Caller<'_, HostState>, op: impl FnOnce(&mut Call) -> Result<i32, i32>) -> i32 {
-    match Call::begin(caller) {
-        Ok(mut call) => op(&mut call).unwrap_or_else(|code| code),
-        Err(code) => code,
-    }
-}
-
-/// How a write's return value (and any result written into memory) follows from its answer.
+/// How an operation's return value (and anything written into memory) follows from its answer.
 type Finish<T> = Box<dyn FnOnce(T, &mut [u8]) -> i32 + Send>;
 
-/// A write's answer, and how to finish the host call with it.
-type Write<T> = (Pending<T>, Finish<T>);
+/// An operation's answer, and how to finish the host call with it.
+type Asked<T> = (Pending<T>, Finish<T>);
 
-/// Starts a write with `op`; if its answer is not here at once, suspends the guest until it is
-/// (the store commits on its own thread, and this executor thread runs others meanwhile).
+/// A write: made durable before the invocation's answer, whatever its own answer turns out
+/// to be.
 fn write<T: Send + 'static>(
     caller: &mut Caller<'_, HostState>,
-    op: impl FnOnce(&mut Call) -> Result<Write<T>, i32>,
+    op: impl FnOnce(&mut Call) -> Result<Asked<T>, i32>,
+) -> Result<i32, wasmi::Error> {
+    ask(caller, true, op)
+}
+
+/// A read.
+fn read<T: Send + 'static>(
+    caller: &mut Caller<'_, HostState>,
+    op: impl FnOnce(&mut Call) -> Result<Asked<T>, i32>,
+) -> Result<i32, wasmi::Error> {
+    ask(caller, false, op)
+}
+
+/// Starts an operation with `op`; if its answer is not here at once, suspends the guest until
+/// it is (the store commits on its own thread, Redis answers over the network, and this
+/// executor thread runs others meanwhile).
+fn ask<T: Send + 'static>(
+    caller: &mut Caller<'_, HostState>,
+    writes: bool,
+    op: impl FnOnce(&mut Call) -> Result<Asked<T>, i32>,
 ) -> Result<i32, wasmi::Error> {
     let mut call = match Call::begin(caller) {
         Ok(call) => call,
         Err(code) => return Ok(code),
     };
     let (pending, finish) = match op(&mut call) {
-        Ok(write) => write,
+        Ok(asked) => asked,
         Err(code) => return Ok(code),
     };
-    // Made durable before the answer, whatever it turns out to be.
-    call.state.kv_wrote = true;
+    call.state.kv_wrote |= writes;
     let settle = |result: Result<T, KvError>, finish: Finish<T>, mem: &mut [u8]| {
         result.map_or_else(code, |value| finish(value, mem))
     };
@@ -148,14 +159,20 @@ pub(crate) fn add_to_linker(linker: &mut Imports) -> Result<(), LinkerError> {
         m,
         "kv_get",
         |mut c: C, sp: i32, sl: i32, kp: i32, kl: i32, bp: i32, bl: i32| {
-            run(&mut c, |call| {
+            read(&mut c, |call| {
                 let key = call.bytes(kp, kl)?;
+                // Checked now: linear memory never shrinks, so it is still there at the answer.
                 let buf = call.range(bp, bl)?;
                 let store = call.store(sp, sl)?;
-                let value = store.get(&key).map_err(code)?.ok_or(NOT_FOUND)?;
-                let n = value.len().min(buf.len());
-                call.mem[buf.start..buf.start + n].copy_from_slice(&value[..n]);
-                Ok(value.len() as i32)
+                let finish = move |value: Option<Vec<u8>>, mem: &mut [u8]| {
+                    let Some(value) = value else {
+                        return NOT_FOUND;
+                    };
+                    let n = value.len().min(buf.len());
+                    mem[buf.start..buf.start + n].copy_from_slice(&value[..n]);
+                    value.len() as i32
+                };
+                Ok((store.get(&key), Box::new(finish)))
             })
         },
     )?;
@@ -188,10 +205,10 @@ pub(crate) fn add_to_linker(linker: &mut Imports) -> Result<(), LinkerError> {
         m,
         "kv_exists",
         |mut c: C, sp: i32, sl: i32, kp: i32, kl: i32| {
-            run(&mut c, |call| {
+            read(&mut c, |call| {
                 let key = call.bytes(kp, kl)?;
                 let store = call.store(sp, sl)?;
-                store.exists(&key).map(i32::from).map_err(code)
+                Ok((store.exists(&key), Box::new(|exists, _| i32::from(exists))))
             })
         },
     )?;
@@ -230,7 +247,7 @@ pub(crate) fn add_to_linker(linker: &mut Imports) -> Result<(), LinkerError> {
         m,
         "kv_list",
         |mut c: C, sp: i32, sl: i32, pp: i32, pl: i32, ap: i32, al: i32, bp: i32, bl: i32| {
-            run(&mut c, |call| {
+            read(&mut c, |call| {
                 let prefix = call.bytes(pp, pl)?;
                 let after = call.bytes(ap, al)?;
                 let buf = call.range(bp, bl)?;
@@ -238,24 +255,26 @@ pub(crate) fn add_to_linker(linker: &mut Imports) -> Result<(), LinkerError> {
                 let after = (!after.is_empty()).then_some(after.as_slice());
                 // Enough keys to fill any buffer of whole keys, at 4 bytes of length each.
                 let most = (buf.len() / 5).clamp(1, 1024);
-                let keys = store.list(&prefix, after, most).map_err(code)?;
-                let mut at = buf.start;
-                let mut written = 0;
-                for key in &keys {
-                    let need = 4 + key.len();
-                    if at + need > buf.end {
-                        break;
+                let finish = move |keys: Vec<Vec<u8>>, mem: &mut [u8]| {
+                    let mut at = buf.start;
+                    let mut written = 0;
+                    for key in &keys {
+                        let need = 4 + key.len();
+                        if at + need > buf.end {
+                            break;
+                        }
+                        mem[at..at + 4].copy_from_slice(&(key.len() as u32).to_le_bytes());
+                        mem[at + 4..at + need].copy_from_slice(key);
+                        at += need;
+                        written += 1;
                     }
-                    call.mem[at..at + 4].copy_from_slice(&(key.len() as u32).to_le_bytes());
-                    call.mem[at + 4..at + need].copy_from_slice(key);
-                    at += need;
-                    written += 1;
-                }
-                if written == 0 && !keys.is_empty() {
-                    debug_assert!(keys[0].len() <= MAX_KEY);
-                    return Err(BUFFER_TOO_SMALL);
-                }
-                Ok(written)
+                    if written == 0 && !keys.is_empty() {
+                        debug_assert!(keys[0].len() <= MAX_KEY);
+                        return BUFFER_TOO_SMALL;
+                    }
+                    written
+                };
+                Ok((store.list(&prefix, after, most), Box::new(finish)))
             })
         },
     )?;

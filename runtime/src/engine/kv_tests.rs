@@ -67,7 +67,12 @@ fn operations_reach_the_store() {
                 (drop) (i32.load (i32.const 200))";
     assert_eq!(call(&format!("(block (result i32) {incr})"), &kv).0, 42);
     assert_eq!(
-        kv.get(b"default").unwrap().get(b"\0").unwrap().as_deref(),
+        kv.get(b"default")
+            .unwrap()
+            .get(b"\0")
+            .wait()
+            .unwrap()
+            .as_deref(),
         Some(&b"42"[..])
     );
     // Swap "value" for "key" only if it is still "value".

@@ -68,24 +68,20 @@ impl std::error::Error for KvError {}
 /// A key-value backend: flat byte keys, each operation atomic.
 ///
 /// Every write names who makes it (`by`: a function, or `None` for the operator), so that a
-/// function watching the key is not invoked for its own writes. A write answers when it is
-/// done ([`Pending`]): an executor awaits the answer, a thread where blocking is fine waits for
-/// it; either way the write is visible to every reader once answered.
+/// function watching the key is not invoked for its own writes. Every operation answers when
+/// it is done ([`Pending`]; Redis answers over the network): an executor awaits the answer, a
+/// thread where blocking is fine waits for it; a write is visible to every reader once
+/// answered.
 pub trait Store: Send + Sync + 'static {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
+    fn get(&self, key: &[u8]) -> Pending<Option<Vec<u8>>>;
     fn set(&self, key: &[u8], value: &[u8], by: Option<&str>) -> Pending<()>;
     /// True if the key existed.
     fn delete(&self, key: &[u8], by: Option<&str>) -> Pending<bool>;
-    fn exists(&self, key: &[u8]) -> Result<bool, KvError> {
-        Ok(self.get(key)?.is_some())
+    fn exists(&self, key: &[u8]) -> Pending<bool> {
+        self.get(key).map(|value| value.is_some())
     }
     /// Up to `limit` keys that start with `prefix`, in byte order, strictly after `after`.
-    fn list(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<Vec<u8>>, KvError>;
+    fn list(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Pending<Vec<Vec<u8>>>;
     /// Adds `delta` to the decimal counter at `key` (missing: 0); returns the new value.
     fn increment(&self, key: &[u8], delta: i64, by: Option<&str>) -> Pending<i64>;
     /// If the value is `expected` (`None`: absent), makes it `new` (`None`: deletes it).
@@ -173,8 +169,11 @@ impl Scoped {
         Ok(value)
     }
 
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        self.store.get(&self.key(key)?)
+    pub fn get(&self, key: &[u8]) -> Pending<Option<Vec<u8>>> {
+        match self.key(key) {
+            Ok(key) => self.store.get(&key),
+            Err(e) => Pending::ready(Err(e)),
+        }
     }
 
     pub fn set(&self, key: &[u8], value: &[u8]) -> Pending<()> {
@@ -191,8 +190,11 @@ impl Scoped {
         }
     }
 
-    pub fn exists(&self, key: &[u8]) -> Result<bool, KvError> {
-        self.store.exists(&self.key(key)?)
+    pub fn exists(&self, key: &[u8]) -> Pending<bool> {
+        match self.key(key) {
+            Ok(key) => self.store.exists(&key),
+            Err(e) => Pending::ready(Err(e)),
+        }
     }
 
     pub fn increment(&self, key: &[u8], delta: i64) -> Pending<i64> {
@@ -215,19 +217,13 @@ impl Scoped {
     }
 
     /// Keys (without the namespace) that start with `prefix`, strictly after `after`.
-    pub fn list(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<Vec<u8>>, KvError> {
+    pub fn list(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Pending<Vec<Vec<u8>>> {
         let full_prefix = [self.prefix.as_slice(), prefix].concat();
         let after = after.map(|a| [self.prefix.as_slice(), a].concat());
-        let keys = self.store.list(&full_prefix, after.as_deref(), limit)?;
-        Ok(keys
-            .into_iter()
-            .map(|k| k[self.prefix.len()..].to_vec())
-            .collect())
+        let namespace = self.prefix.len();
+        self.store
+            .list(&full_prefix, after.as_deref(), limit)
+            .map(move |keys| keys.into_iter().map(|k| k[namespace..].to_vec()).collect())
     }
 
     pub fn sync(&self) -> Pending<()> {

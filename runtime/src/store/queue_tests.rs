@@ -228,7 +228,7 @@ fn a_watched_write_pushes_its_change_in_the_same_transaction() {
     );
     // Full: the write is refused, and does not happen.
     assert_eq!(writer.set(b"w/2", b"two").wait(), Err(KvError::QueueFull));
-    assert_eq!(writer.get(b"w/2").unwrap(), None);
+    assert_eq!(writer.get(b"w/2").wait().unwrap(), None);
     assert_eq!(writer.increment(b"w/n", 1).wait(), Err(KvError::QueueFull));
     assert_eq!(db.counts(&queue).pending, 2);
     // Made durable with the write: both come back after reopening.

@@ -40,7 +40,11 @@ fn the_embedded_store_behaves_like_a_sorted_map() {
         let key = &keys[rng.below(keys.len() as u64) as usize];
         let value = format!("v{}", rng.below(5)).into_bytes();
         match rng.below(7) {
-            0 => assert_eq!(db.get(key).unwrap(), model.get(key).cloned(), "step {step}"),
+            0 => assert_eq!(
+                db.get(key).wait().unwrap(),
+                model.get(key).cloned(),
+                "step {step}"
+            ),
             1 => {
                 db.set(key, &value, None).wait().unwrap();
                 model.insert(key.clone(), value);
@@ -50,7 +54,7 @@ fn the_embedded_store_behaves_like_a_sorted_map() {
                 model.remove(key).is_some(),
                 "step {step}"
             ),
-            3 => assert_eq!(db.exists(key).unwrap(), model.contains_key(key)),
+            3 => assert_eq!(db.exists(key).wait().unwrap(), model.contains_key(key)),
             4 => {
                 let current = model
                     .get(key)
@@ -100,7 +104,7 @@ fn the_embedded_store_behaves_like_a_sorted_map() {
                     .cloned()
                     .collect();
                 assert_eq!(
-                    db.list(prefix, after.as_deref(), limit).unwrap(),
+                    db.list(prefix, after.as_deref(), limit).wait().unwrap(),
                     expect,
                     "step {step}"
                 );
@@ -118,8 +122,8 @@ fn synced_writes_survive_reopening() {
     db.sync().wait().unwrap();
     drop(db);
     let db = Embedded::open(&dir.join("kv.redb"), 1 << 20).unwrap();
-    assert_eq!(db.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
-    assert_eq!(db.get(b"n").unwrap().as_deref(), Some(&b"5"[..]));
+    assert_eq!(db.get(b"a").wait().unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(db.get(b"n").wait().unwrap().as_deref(), Some(&b"5"[..]));
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -146,11 +150,14 @@ fn concurrent_writers_share_syncs() {
     threads.into_iter().for_each(|t| t.join().unwrap());
     for t in 0..8 {
         assert_eq!(
-            db.get(format!("c{t}").as_bytes()).unwrap().as_deref(),
+            db.get(format!("c{t}").as_bytes())
+                .wait()
+                .unwrap()
+                .as_deref(),
             Some(&b"50"[..])
         );
     }
-    assert_eq!(db.list(b"k", None, 1000).unwrap().len(), 400);
+    assert_eq!(db.list(b"k", None, 1000).wait().unwrap().len(), 400);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -164,18 +171,18 @@ fn namespaces_keep_functions_apart() {
     let (a_default, b_default) = (a.get(b"default").unwrap(), b.get(b"default").unwrap());
     a_default.set(b"k", b"from a").wait().unwrap();
     b_default.set(b"k", b"from b").wait().unwrap();
-    assert_eq!(a_default.get(b"k").unwrap().unwrap(), b"from a");
-    assert_eq!(b_default.get(b"k").unwrap().unwrap(), b"from b");
+    assert_eq!(a_default.get(b"k").wait().unwrap().unwrap(), b"from a");
+    assert_eq!(b_default.get(b"k").wait().unwrap().unwrap(), b"from b");
     // Keys that look like another namespace stay inside this one.
     a_default.set(b"\0b\0k", b"sneaky").wait().unwrap();
-    assert_eq!(b_default.get(b"k").unwrap().unwrap(), b"from b");
+    assert_eq!(b_default.get(b"k").wait().unwrap().unwrap(), b"from b");
     assert_eq!(
-        a_default.list(b"", None, 10).unwrap(),
+        a_default.list(b"", None, 10).wait().unwrap(),
         vec![b"\0b\0k".to_vec(), b"k".to_vec()]
     );
     // The shared store is one namespace for both.
     a.get(b"orders").unwrap().set(b"o1", b"x").wait().unwrap();
-    assert!(b.get(b"orders").unwrap().exists(b"o1").unwrap());
+    assert!(b.get(b"orders").unwrap().exists(b"o1").wait().unwrap());
     assert!(a.get(b"nope").is_none());
     std::fs::remove_dir_all(dir).unwrap();
 }

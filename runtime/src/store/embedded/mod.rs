@@ -118,8 +118,9 @@ fn parse_counter(value: Option<&[u8]>) -> Result<i64, KvError> {
 }
 
 impl Store for Embedded {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        self.read(|t| Ok(t.get(key)?.map(|v| v.value().to_vec())))
+    /// Reads answer at once, on the caller's thread: redb reads from its cache and the file.
+    fn get(&self, key: &[u8]) -> Pending<Option<Vec<u8>>> {
+        Pending::ready(self.read(|t| Ok(t.get(key)?.map(|v| v.value().to_vec()))))
     }
 
     fn set(&self, key: &[u8], value: &[u8], by: Option<&str>) -> Pending<()> {
@@ -149,22 +150,17 @@ impl Store for Embedded {
         })
     }
 
-    fn exists(&self, key: &[u8]) -> Result<bool, KvError> {
-        self.read(|t| Ok(t.get(key)?.is_some()))
+    fn exists(&self, key: &[u8]) -> Pending<bool> {
+        Pending::ready(self.read(|t| Ok(t.get(key)?.is_some())))
     }
 
-    fn list(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<Vec<u8>>, KvError> {
+    fn list(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Pending<Vec<Vec<u8>>> {
         use std::ops::Bound::{Excluded, Included, Unbounded};
         let start = match after {
             Some(after) if after >= prefix => Excluded(after),
             _ => Included(prefix),
         };
-        self.read(|t| {
+        Pending::ready(self.read(|t| {
             let mut keys = Vec::new();
             for entry in t.range::<&[u8]>((start, Unbounded))? {
                 let key = entry?.0.value().to_vec();
@@ -174,7 +170,7 @@ impl Store for Embedded {
                 keys.push(key);
             }
             Ok(keys)
-        })
+        }))
     }
 
     fn increment(&self, key: &[u8], delta: i64, by: Option<&str>) -> Pending<i64> {
