@@ -4,7 +4,9 @@
 //! Layout of the data folder:
 //!
 //! - `wisp.redb`: the registry, a redb database (crash-safe, each commit durable when it
-//!   returns). Table `functions`: name → the function's record as JSON.
+//!   returns). Table `functions`: name → the function's record as JSON. Table `meta`: notes
+//!   committed with the changes they describe ([`Mark`]), such as the last entry of a fleet's
+//!   log this device applied.
 //! - `modules/<sha256>.wasm`: module files by content ([`ModuleStore`]).
 //!
 //! A deploy stores its module file first, then commits the record: after a crash in between,
@@ -26,6 +28,15 @@ pub use modules::{ModuleStore, hash, sync_dir};
 use crate::config::FunctionConfig;
 
 const FUNCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("functions");
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+
+/// A note written in the same transaction as a change: after a crash, either both are there or
+/// neither (the fleet keeps the last log entry it applied so).
+#[derive(Debug, Clone, Copy)]
+pub struct Mark<'a> {
+    pub key: &'a str,
+    pub value: &'a str,
+}
 
 /// Versions kept per function for rollback; older ones go, the active one always stays.
 pub const KEEP_VERSIONS: usize = 10;
@@ -132,6 +143,7 @@ impl Registry {
         let db = Database::create(data_dir.join("wisp.redb"))?;
         let txn = db.begin_write()?;
         txn.open_table(FUNCTIONS)?;
+        txn.open_table(META)?;
         txn.commit()?;
         let modules = ModuleStore::open(data_dir.join("modules"))?;
         let registry = Registry {
@@ -162,6 +174,11 @@ impl Registry {
         Ok(self.modules.get(hash)?)
     }
 
+    /// Whether the module of `hash` is stored here.
+    pub fn has_module(&self, hash: &str) -> bool {
+        self.modules.has(hash)
+    }
+
     /// Stores `wasm`, whose [`hash`] is `hash`, and records it as a new version of
     /// `config.name`, made active. Returns the record and whether the function is new. Durable
     /// when it returns.
@@ -190,18 +207,68 @@ impl Registry {
                 config,
             });
             record.active = version;
-            while record.versions.len() > KEEP_VERSIONS {
-                let oldest = record
-                    .versions
-                    .iter()
-                    .position(|v| v.version != record.active);
-                record
-                    .versions
-                    .remove(oldest.expect("more than one version"));
-            }
+            trim(&mut record);
             Some((record, created))
         })
         .map(|r| r.expect("add_version always writes"))
+    }
+
+    /// Records `version` (its number given, as a fleet's log gives it) as the active version of
+    /// its function, in place of a kept version with the same number; its module is `wasm`, or
+    /// already stored. `mark`, if any, is committed with it. Returns the record and whether the
+    /// function is new. Durable when it returns.
+    pub fn put_version(
+        &self,
+        version: VersionRecord,
+        wasm: Option<&[u8]>,
+        mark: Option<Mark>,
+    ) -> Result<(FunctionRecord, bool), RegistryError> {
+        let _writer = self.lock();
+        match wasm {
+            Some(wasm) => self.modules.put(wasm, &version.hash)?,
+            None if !self.modules.has(&version.hash) => {
+                let why = format!("module {} is not stored", version.hash);
+                return Err(RegistryError::Io(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    why,
+                )));
+            }
+            None => {}
+        }
+        let name = version.config.name.clone();
+        self.update_marked(&name, mark, |record| {
+            let created = record.is_none();
+            let mut record = record.unwrap_or_else(|| FunctionRecord {
+                name: name.clone(),
+                active: 0,
+                versions: Vec::new(),
+            });
+            record.active = version.version;
+            record.versions.retain(|v| v.version != version.version);
+            let at = record
+                .versions
+                .partition_point(|v| v.version < version.version);
+            record.versions.insert(at, version);
+            trim(&mut record);
+            Some((record, created))
+        })
+        .map(|r| r.expect("put_version always writes"))
+    }
+
+    /// The note kept under `key`, if any.
+    pub fn mark(&self, key: &str) -> Result<Option<String>, RegistryError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(META)?;
+        Ok(table.get(key)?.map(|v| v.value().to_string()))
+    }
+
+    /// Writes a note alone, durably.
+    pub fn set_mark(&self, mark: Mark) -> Result<(), RegistryError> {
+        let _writer = self.lock();
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?.insert(mark.key, mark.value)?;
+        txn.commit()?;
+        Ok(())
     }
 
     /// Makes `version` of `name` active. `None` if there is no such function or version.
@@ -222,9 +289,18 @@ impl Registry {
 
     /// Deletes a function and its versions. False if there was none.
     pub fn remove(&self, name: &str) -> Result<bool, RegistryError> {
+        self.remove_marked(name, None)
+    }
+
+    /// [`Registry::remove`], with `mark` committed in the same transaction (whether or not
+    /// there was a function).
+    pub fn remove_marked(&self, name: &str, mark: Option<Mark>) -> Result<bool, RegistryError> {
         let _writer = self.lock();
         let txn = self.db.begin_write()?;
         let removed = txn.open_table(FUNCTIONS)?.remove(name)?.is_some();
+        if let Some(mark) = mark {
+            txn.open_table(META)?.insert(mark.key, mark.value)?;
+        }
         txn.commit()?;
         self.collect_garbage()?;
         Ok(removed)
@@ -235,6 +311,16 @@ impl Registry {
     fn update<R>(
         &self,
         name: &str,
+        change: impl FnOnce(Option<FunctionRecord>) -> Option<(FunctionRecord, R)>,
+    ) -> Result<Option<(FunctionRecord, R)>, RegistryError> {
+        self.update_marked(name, None, change)
+    }
+
+    /// [`Registry::update`], with `mark` committed in the same transaction when there is one.
+    fn update_marked<R>(
+        &self,
+        name: &str,
+        mark: Option<Mark>,
         change: impl FnOnce(Option<FunctionRecord>) -> Option<(FunctionRecord, R)>,
     ) -> Result<Option<(FunctionRecord, R)>, RegistryError> {
         let txn = self.db.begin_write()?;
@@ -248,7 +334,10 @@ impl Registry {
             }
             result
         };
-        if result.is_some() {
+        if let Some(mark) = mark {
+            txn.open_table(META)?.insert(mark.key, mark.value)?;
+        }
+        if result.is_some() || mark.is_some() {
             txn.commit()?;
             self.collect_garbage()?;
         }
@@ -268,6 +357,19 @@ impl Registry {
             .flat_map(|f| f.versions.into_iter().map(|v| v.hash))
             .collect();
         Ok(self.modules.retain(&keep)?)
+    }
+}
+
+/// Drops the oldest versions past [`KEEP_VERSIONS`]; the active one always stays.
+fn trim(record: &mut FunctionRecord) {
+    while record.versions.len() > KEEP_VERSIONS {
+        let oldest = record
+            .versions
+            .iter()
+            .position(|v| v.version != record.active);
+        record
+            .versions
+            .remove(oldest.expect("more than one version"));
     }
 }
 

@@ -55,6 +55,11 @@ impl ModuleStore {
         Ok(())
     }
 
+    /// Whether the module of `hash` is stored.
+    pub fn has(&self, hash: &str) -> bool {
+        valid_hash(hash) && self.path(hash).exists()
+    }
+
     pub fn get(&self, hash: &str) -> io::Result<Vec<u8>> {
         if !valid_hash(hash) {
             return Err(io::Error::new(

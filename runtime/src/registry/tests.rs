@@ -89,3 +89,63 @@ fn a_rolled_back_version_ages_out_like_any_other() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+fn version(name: &str, number: u32, wasm: &[u8]) -> VersionRecord {
+    VersionRecord {
+        version: number,
+        hash: hash(wasm),
+        size: wasm.len() as u64,
+        deployed_at: 1_800_000_000,
+        config: config(name, "/a"),
+    }
+}
+
+#[test]
+fn numbered_versions_go_in_order_with_their_mark() {
+    let dir = temp();
+    let registry = Registry::open(&dir).unwrap();
+    let mark = |value| {
+        Some(Mark {
+            key: "fleet",
+            value,
+        })
+    };
+    let (record, created) = registry
+        .put_version(version("a", 3, b"\0asm 3"), Some(b"\0asm 3"), mark("1-0"))
+        .unwrap();
+    assert!(created);
+    assert_eq!(record.active, 3);
+    registry
+        .put_version(version("a", 7, b"\0asm 7"), Some(b"\0asm 7"), mark("2-0"))
+        .unwrap();
+    // A version that comes again (a rollback, a replay) takes its number's place.
+    let (record, created) = registry
+        .put_version(version("a", 3, b"\0asm 3"), None, mark("3-0"))
+        .unwrap();
+    assert!(!created);
+    assert_eq!(record.active, 3);
+    let numbers: Vec<u32> = record.versions.iter().map(|v| v.version).collect();
+    assert_eq!(numbers, [3, 7]);
+    assert_eq!(registry.mark("fleet").unwrap().as_deref(), Some("3-0"));
+    // A module that is not stored cannot be named without its bytes.
+    assert!(
+        registry
+            .put_version(version("a", 8, b"\0asm 8"), None, mark("4-0"))
+            .is_err()
+    );
+    assert_eq!(registry.mark("fleet").unwrap().as_deref(), Some("3-0"));
+    assert!(registry.remove_marked("a", mark("5-0")).unwrap());
+    assert!(!registry.remove_marked("a", mark("6-0")).unwrap());
+    assert_eq!(registry.mark("fleet").unwrap().as_deref(), Some("6-0"));
+    registry
+        .set_mark(Mark {
+            key: "fleet",
+            value: "7-0",
+        })
+        .unwrap();
+    drop(registry);
+    let registry = Registry::open(&dir).unwrap();
+    assert_eq!(registry.mark("fleet").unwrap().as_deref(), Some("7-0"));
+    assert!(registry.mark("other").unwrap().is_none());
+    std::fs::remove_dir_all(dir).unwrap();
+}
