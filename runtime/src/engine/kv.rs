@@ -28,6 +28,8 @@ const NOT_A_NUMBER: i32 = -6;
 const BUFFER_TOO_SMALL: i32 = -7;
 const STORE_FAILED: i32 = -8;
 pub(crate) const QUEUE_FULL: i32 = -9;
+// -10 to -12 are `publish`'s (publish.rs).
+const STORE_UNAVAILABLE: i32 = -13;
 
 const NAMES: &[&str] = &[
     "kv_get",
@@ -51,6 +53,7 @@ fn code(e: KvError) -> i32 {
         KvError::NotANumber => NOT_A_NUMBER,
         KvError::QueueFull => QUEUE_FULL,
         KvError::Failed(_) => STORE_FAILED,
+        KvError::Unavailable(_) => STORE_UNAVAILABLE,
     }
 }
 

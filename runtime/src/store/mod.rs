@@ -13,16 +13,21 @@
 //! A backend also keeps the durable queues of events ([`Queues`]): a [`Backend`] is both, so
 //! that a write and the change event it causes, or an invocation's writes and the messages it
 //! published, can share a transaction or a durable commit.
+//!
+//! The backends: [`Embedded`], a redb file in the data folder, and [`RedisStore`], the
+//! key-value data a fleet of devices shares in Redis (a [`Store`] only, so far).
 
 mod codec;
 mod embedded;
 mod pending;
 pub mod queues;
+mod redis;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use self::redis::RedisStore;
 pub use embedded::Embedded;
 pub use pending::{Answer, Pending};
 pub use queues::Queues;
@@ -48,6 +53,10 @@ pub enum KvError {
     QueueFull,
     /// The backend failed; a write did not happen.
     Failed(String),
+    /// The shared store (Redis) cannot be reached, or did not answer in time. A write answered
+    /// so may or may not have happened: its request may have reached Redis before the answer
+    /// was lost.
+    Unavailable(String),
 }
 
 impl fmt::Display for KvError {
@@ -59,6 +68,7 @@ impl fmt::Display for KvError {
             KvError::NotANumber => f.write_str("the value is not a decimal i64 (or overflows)"),
             KvError::QueueFull => f.write_str("a watcher of the key has too many events waiting"),
             KvError::Failed(why) => write!(f, "the store failed: {why}"),
+            KvError::Unavailable(why) => write!(f, "the shared store is unreachable: {why}"),
         }
     }
 }

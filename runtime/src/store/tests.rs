@@ -1,7 +1,48 @@
+//! The store's suite, run on both backends: each function below is a test of any [`Store`],
+//! and `on_both!` makes it a `#[test]` for the embedded store (`on_embedded::NAME`) and for
+//! Redis (`on_redis::NAME`, against a `redis-server` of its own).
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::*;
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod on_embedded {
+            use std::sync::Arc;
+            $(
+                #[test]
+                fn $name() {
+                    let (dir, db) = super::temp_db();
+                    super::$name(Arc::new(db));
+                    std::fs::remove_dir_all(dir).unwrap();
+                }
+            )*
+        }
+        mod on_redis {
+            use std::sync::Arc;
+
+            use crate::store::redis::test_server::TestServer;
+            $(
+                #[test]
+                fn $name() {
+                    let server = TestServer::start();
+                    super::$name(Arc::new(server.store("test")));
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    behaves_like_a_sorted_map,
+    concurrent_writers_share_syncs,
+    namespaces_keep_functions_apart,
+    keys_and_values_are_capped,
+    counters_are_decimal_text,
+    keys_are_any_bytes,
+);
 
 fn temp_db() -> (std::path::PathBuf, Embedded) {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -28,9 +69,7 @@ impl Rng {
     }
 }
 
-#[test]
-fn the_embedded_store_behaves_like_a_sorted_map() {
-    let (dir, db) = temp_db();
+fn behaves_like_a_sorted_map(db: Arc<dyn Store>) {
     let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let keys: Vec<Vec<u8>> = (0..24)
@@ -111,7 +150,6 @@ fn the_embedded_store_behaves_like_a_sorted_map() {
             }
         }
     }
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -127,10 +165,7 @@ fn synced_writes_survive_reopening() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-#[test]
-fn concurrent_writers_share_syncs() {
-    let (dir, db) = temp_db();
-    let db = Arc::new(db);
+fn concurrent_writers_share_syncs(db: Arc<dyn Store>) {
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let db = db.clone();
@@ -158,13 +193,9 @@ fn concurrent_writers_share_syncs() {
         );
     }
     assert_eq!(db.list(b"k", None, 1000).wait().unwrap().len(), 400);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
-#[test]
-fn namespaces_keep_functions_apart() {
-    let (dir, db) = temp_db();
-    let store: Arc<dyn Store> = Arc::new(db);
+fn namespaces_keep_functions_apart(store: Arc<dyn Store>) {
     let names = ["default".to_string()];
     let a = Grants::new(&store, "a", &names, &["orders".into()]);
     let b = Grants::new(&store, "b", &names, &["orders".into()]);
@@ -184,13 +215,9 @@ fn namespaces_keep_functions_apart() {
     a.get(b"orders").unwrap().set(b"o1", b"x").wait().unwrap();
     assert!(b.get(b"orders").unwrap().exists(b"o1").wait().unwrap());
     assert!(a.get(b"nope").is_none());
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
-#[test]
-fn keys_and_values_are_capped() {
-    let (dir, db) = temp_db();
-    let store: Arc<dyn Store> = Arc::new(db);
+fn keys_and_values_are_capped(store: Arc<dyn Store>) {
     let s = Scoped::new(store, namespace("default", Some("f")));
     assert_eq!(s.set(b"", b"v").wait(), Err(KvError::InvalidKey));
     assert_eq!(
@@ -212,5 +239,126 @@ fn keys_and_values_are_capped() {
         .wait()
         .unwrap();
     assert_eq!(s.increment(b"n", 1).wait(), Err(KvError::NotANumber));
-    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// What an increment accepts and what a later get returns: the same on every backend.
+fn counters_are_decimal_text(db: Arc<dyn Store>) {
+    let cases: &[(&[u8], Option<&str>)] = &[
+        (b"41", Some("42")),
+        (b"-0", Some("1")),
+        (b"+7", Some("8")),
+        (b"007", Some("8")),
+        (b"-007", Some("-6")),
+        (b" \t12\r\n", Some("13")),
+        // Unicode white space, as `str::trim` sees it: NBSP, U+2003, U+3000, U+0085.
+        ("\u{a0}5\u{2003}".as_bytes(), Some("6")),
+        ("\u{3000}\u{85}-3\u{2029}".as_bytes(), Some("-2")),
+        (b"0000000000000000000000000000000000000009", Some("10")),
+        (b"9223372036854775806", Some("9223372036854775807")),
+        (b"-9223372036854775808", Some("-9223372036854775807")),
+        (b"9223372036854775807", None),
+        (b"9223372036854775808", None),
+        (b"-9223372036854775809", None),
+        (b"", None),
+        (b" ", None),
+        (b"+", None),
+        (b"-", None),
+        (b"+-1", None),
+        (b"1 2", None),
+        (b"1_000", None),
+        (b"0x10", None),
+        (b"1e3", None),
+        (b"1.0", None),
+        ("\u{ff15}".as_bytes(), None),  // a full-width digit
+        ("5\u{200b}".as_bytes(), None), // a zero-width space is not white space
+        (b"5\x1c", None),               // nor is a file separator
+        (b"\xff5", None),
+        (b"5\0", None),
+    ];
+    for (stored, after) in cases {
+        db.set(b"c", stored, None).wait().unwrap();
+        let result = db.increment(b"c", 1, None).wait();
+        let shown = String::from_utf8_lossy(stored);
+        match after {
+            Some(after) => {
+                assert_eq!(result, Ok(after.parse().unwrap()), "{shown:?}");
+                let got = db.get(b"c").wait().unwrap();
+                assert_eq!(got.as_deref(), Some(after.as_bytes()), "{shown:?}");
+            }
+            None => {
+                assert_eq!(result, Err(KvError::NotANumber), "{shown:?}");
+                // Unchanged, byte for byte.
+                let got = db.get(b"c").wait().unwrap();
+                assert_eq!(got.as_deref(), Some(*stored), "{shown:?}");
+            }
+        }
+    }
+    // A missing key counts from 0, and is created even by an increment of 0.
+    assert_eq!(db.increment(b"new", 0, None).wait(), Ok(0));
+    assert_eq!(db.get(b"new").wait().unwrap().as_deref(), Some(&b"0"[..]));
+    assert_eq!(
+        db.list(b"new", None, 10).wait().unwrap(),
+        vec![b"new".to_vec()]
+    );
+    assert_eq!(db.increment(b"new", i64::MIN, None).wait(), Ok(i64::MIN));
+    assert_eq!(
+        db.increment(b"new", -1, None).wait(),
+        Err(KvError::NotANumber)
+    );
+    assert_eq!(db.increment(b"new", i64::MAX, None).wait(), Ok(-1));
+}
+
+/// Keys and values are bytes: NUL, 0xff, and prefixes that end in 0xff list as they sort.
+fn keys_are_any_bytes(db: Arc<dyn Store>) {
+    let keys: [&[u8]; 8] = [
+        b"\0",
+        b"a",
+        b"a\0",
+        b"a\xff",
+        b"a\xff\xff",
+        b"a\xff\xffz",
+        b"b",
+        b"\xff",
+    ];
+    for (i, key) in keys.iter().enumerate() {
+        db.set(key, &[0xff, 0, i as u8], None).wait().unwrap();
+    }
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(db.get(key).wait().unwrap(), Some(vec![0xff, 0, i as u8]));
+    }
+    let all = db.list(b"", None, 100).wait().unwrap();
+    assert_eq!(all, keys.map(<[u8]>::to_vec));
+    assert_eq!(db.list(b"a\xff", None, 100).wait().unwrap(), keys[3..6]);
+    assert_eq!(db.list(b"a\xff\xff", None, 100).wait().unwrap(), keys[4..6]);
+    assert_eq!(db.list(b"\xff", None, 100).wait().unwrap(), keys[7..]);
+    assert_eq!(db.list(b"a", Some(b"a\0"), 2).wait().unwrap(), keys[3..5]);
+    assert_eq!(
+        db.list(b"a", Some(b"\xff"), 2).wait().unwrap(),
+        Vec::<Vec<u8>>::new()
+    );
+    assert_eq!(db.list(b"", None, 0).wait().unwrap(), Vec::<Vec<u8>>::new());
+    assert!(db.delete(b"a\xff", None).wait().unwrap());
+    assert!(!db.delete(b"a\xff", None).wait().unwrap());
+    assert!(!db.exists(b"a\xff").wait().unwrap());
+    assert_eq!(db.list(b"a\xff", None, 100).wait().unwrap(), keys[4..6]);
+    // The empty value is a value, not absence.
+    db.set(b"e", b"", None).wait().unwrap();
+    assert_eq!(db.get(b"e").wait().unwrap(), Some(Vec::new()));
+    assert!(db.exists(b"e").wait().unwrap());
+    assert!(
+        !db.compare_and_swap(b"e", None, Some(b"x"), None)
+            .wait()
+            .unwrap()
+    );
+    assert!(
+        db.compare_and_swap(b"e", Some(b""), None, None)
+            .wait()
+            .unwrap()
+    );
+    assert!(!db.exists(b"e").wait().unwrap());
+    assert!(db.compare_and_swap(b"e", None, None, None).wait().unwrap());
+    assert_eq!(
+        db.list(b"e", None, 10).wait().unwrap(),
+        Vec::<Vec<u8>>::new()
+    );
 }

@@ -1,0 +1,181 @@
+//! The Redis backend: the key-value data that the devices of a fleet share, in one Redis
+//! (DESIGN.md, "Fleet"). It is a [`Store`] only: the queues of events stay embedded for now.
+//!
+//! **How it works.** One thread (`wisp-redis`, `client.rs`) owns the connection, redis-rs's
+//! synchronous one: no async runtime. Every operation is a request to that thread, answered
+//! through a [`Pending`] (executors await it, the admin API and tests wait). The thread sends
+//! every request waiting as one pipeline, then answers each from its reply, so 32 concurrent
+//! callers share round trips instead of queueing for one each, as the embedded store's
+//! committer groups its commits. Reads ride the same pipelines, in order: a read made after a
+//! write was answered sees it.
+//!
+//! **Keys.** Everything of the fleet `F` is under `wisp:{F}:` (`keys.rs`): the value of key `K`
+//! is the string `wisp:{F}:kv:K`, byte for byte, and the sorted set `wisp:{F}:kv-index` holds
+//! every `K` with score 0, so that listing by prefix is a `ZRANGE ... BYLEX` over a range of
+//! the index, never a `SCAN` of the keyspace.
+//!
+//! **Writes** are Lua scripts (`scripts.rs`), one per operation: the value and the index change
+//! together, atomically across every device, and counters follow the embedded store's rules
+//! exactly.
+//!
+//! **Durability.** Redis answers a write once it has applied it. Whether it is on disk by then
+//! is the server's configuration: with `appendonly yes` and `appendfsync always` (what the
+//! tests run), Redis writes and `fsync`s its append-only file before it answers, so every
+//! answered write survives a crash of Redis or of its machine; with Redis's default
+//! `appendfsync everysec`, up to about a second of answered writes can be lost. So
+//! [`Store::sync`] has nothing of its own to wait for: it rides the pipeline and answers once
+//! every request made before it is answered.
+//!
+//! **When Redis is away.** Making a connection, and each read or write on it, time out after
+//! 3 s. When the connection fails, every request Redis did not answer is answered
+//! [`KvError::Unavailable`], and so is every operation made until the thread has connected
+//! again (it retries after 100 ms, doubling to 5 s): at once, without queueing. A write
+//! answered `Unavailable` may or may not have happened: it may have reached Redis before the
+//! connection broke.
+
+mod address;
+mod client;
+mod keys;
+mod scripts;
+#[cfg(test)]
+pub(crate) mod test_server;
+#[cfg(test)]
+mod tests;
+
+use redis::{RedisError, Value};
+
+use self::client::Client;
+use self::keys::{Keys, lex_range};
+use super::{KvError, Pending, Store};
+use crate::config::valid_name;
+
+/// The key-value data of one fleet, in Redis.
+pub struct RedisStore {
+    client: Client,
+    keys: Keys,
+}
+
+impl RedisStore {
+    /// Connects to the Redis at `url` (`redis://[:PASSWORD@]HOST:PORT/DB`, `PORT` 6379 and
+    /// `DB` 0 when left out) for the fleet `fleet` (1 to 63 of `a-z`, `0-9`, `-`): devices
+    /// that name the same Redis and fleet share their data.
+    ///
+    /// Fails with [`KvError::Unavailable`] if Redis cannot be reached within the connect
+    /// timeout, and with [`KvError::Failed`] for a URL or fleet name that is not valid or a
+    /// password that Redis refuses.
+    pub fn connect(url: &str, fleet: &str) -> Result<RedisStore, KvError> {
+        if !valid_name(fleet) {
+            return Err(KvError::Failed(format!(
+                "the fleet name `{fleet}` is not 1 to 63 of a-z, 0-9 and -"
+            )));
+        }
+        let info = address::connection_info(url)?;
+        let address = info.addr().to_string();
+        let client = Client::connect(info).map_err(|e| connect_error(&address, &e))?;
+        Ok(RedisStore {
+            client,
+            keys: Keys::new(fleet),
+        })
+    }
+}
+
+fn connect_error(address: &str, e: &RedisError) -> KvError {
+    if e.is_io_error() || e.is_timeout() || e.is_connection_refusal() {
+        KvError::Unavailable(format!("{address}: {e}"))
+    } else {
+        KvError::Failed(format!("Redis at {address} refused the connection: {e}"))
+    }
+}
+
+/// A reply Redis should not have given: a script or command answered another type.
+fn unexpected(value: &Value) -> KvError {
+    KvError::Failed(format!("unexpected reply from Redis: {value:?}"))
+}
+
+fn integer(value: Value) -> Result<i64, KvError> {
+    match value {
+        Value::Int(n) => Ok(n),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn bytes(value: Value) -> Result<Option<Vec<u8>>, KvError> {
+    match value {
+        Value::Nil => Ok(None),
+        Value::BulkString(bytes) => Ok(Some(bytes)),
+        other => Err(unexpected(&other)),
+    }
+}
+
+impl Store for RedisStore {
+    fn get(&self, key: &[u8]) -> Pending<Option<Vec<u8>>> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.keys.value(key));
+        self.client.ask(Some(cmd), bytes)
+    }
+
+    fn set(&self, key: &[u8], value: &[u8], by: Option<&str>) -> Pending<()> {
+        let cmd = scripts::set(&self.keys, key, value, by);
+        self.client.ask(Some(cmd), |v| integer(v).map(drop))
+    }
+
+    fn delete(&self, key: &[u8], by: Option<&str>) -> Pending<bool> {
+        let cmd = scripts::delete(&self.keys, key, by);
+        self.client.ask(Some(cmd), |v| integer(v).map(|n| n == 1))
+    }
+
+    fn exists(&self, key: &[u8]) -> Pending<bool> {
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(self.keys.value(key));
+        self.client.ask(Some(cmd), |v| integer(v).map(|n| n > 0))
+    }
+
+    fn list(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Pending<Vec<Vec<u8>>> {
+        if limit == 0 {
+            return Pending::ready(Ok(Vec::new()));
+        }
+        let (start, end) = lex_range(prefix, after);
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(self.keys.index())
+            .arg(start)
+            .arg(end)
+            .arg("BYLEX")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit.min(i64::MAX as usize));
+        self.client.ask(Some(cmd), |value| match value {
+            Value::Array(keys) => keys
+                .into_iter()
+                .map(|key| bytes(key)?.ok_or_else(|| unexpected(&Value::Nil)))
+                .collect(),
+            other => Err(unexpected(&other)),
+        })
+    }
+
+    fn increment(&self, key: &[u8], delta: i64, by: Option<&str>) -> Pending<i64> {
+        let cmd = scripts::increment(&self.keys, key, delta, by);
+        self.client.ask(Some(cmd), |value| {
+            // Nil: not a number, or the sum would overflow; nothing changed.
+            let text = bytes(value)?.ok_or(KvError::NotANumber)?;
+            match std::str::from_utf8(&text).ok().and_then(|s| s.parse().ok()) {
+                Some(n) => Ok(n),
+                None => Err(unexpected(&Value::BulkString(text))),
+            }
+        })
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        by: Option<&str>,
+    ) -> Pending<bool> {
+        let cmd = scripts::compare_and_swap(&self.keys, key, expected, new, by);
+        self.client.ask(Some(cmd), |v| integer(v).map(|n| n == 1))
+    }
+
+    fn sync(&self) -> Pending<()> {
+        self.client.ask(None, |_| Ok(()))
+    }
+}
