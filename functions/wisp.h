@@ -70,7 +70,7 @@ extern "C" {
 
 /*
  * Error codes: every function returns one of these (negative) when it fails. The key-value
- * functions return -1 to -9; wisp_publish returns -5 and -9 to -12.
+ * functions return -1 to -9 and -13; wisp_publish returns -5 and -9 to -12.
  */
 #define WISP_KV_NOT_FOUND (-1)        /* wisp_kv_get: there is no such key */
 #define WISP_KV_NO_SUCH_STORE (-2)    /* the function's configuration does not grant the store */
@@ -86,7 +86,11 @@ extern "C" {
 #define WISP_MESSAGE_TOO_LARGE (-11)  /* wisp_publish: the message is over WISP_MAX_MESSAGE bytes */
 #define WISP_TOO_MANY_MESSAGES (-12)  /* wisp_publish: over WISP_MAX_MESSAGES messages or
                                          WISP_MAX_PUBLISHED bytes in all in this invocation */
+#define WISP_STORE_UNAVAILABLE (-13)  /* the store is a fleet's shared one (Redis) and cannot be
+                                         reached now: reads and writes fail; a write may or may
+                                         not have happened. Try later, or answer 503 */
 #define WISP_KV_QUEUE_FULL WISP_QUEUE_FULL /* a kv write: a watcher of the key is too far behind */
+#define WISP_KV_STORE_UNAVAILABLE WISP_STORE_UNAVAILABLE
 #define WISP_BAD_POINTER WISP_KV_BAD_POINTER
 
 /* The longest key and the largest value, in bytes. */
@@ -220,6 +224,8 @@ static inline const char *wisp_strerror(int32_t code) {
     case WISP_NOT_ALLOWED: return "the topic is not in this function's publish list, or invalid";
     case WISP_MESSAGE_TOO_LARGE: return "message too large: a message is at most 131072 bytes";
     case WISP_TOO_MANY_MESSAGES: return "too many messages published by this invocation";
+    case WISP_STORE_UNAVAILABLE:
+        return "the shared store cannot be reached now; a write may or may not have happened";
     default: return code >= 0 ? "no error" : "unknown error";
     }
 }

@@ -13,6 +13,8 @@ pub(super) struct Fake {
     stores: BTreeMap<Vec<u8>, Table>,
     /// The error code every write that passes its checks fails with, if any.
     pub(super) failing: Option<i32>,
+    /// Whether every operation that passes its checks fails with `STORE_UNAVAILABLE`.
+    pub(super) unavailable: bool,
     /// Writes to make right after the next `get`s, one each, as another instance would.
     #[cfg(test)]
     /// (`None`: a delete).
@@ -26,6 +28,7 @@ impl Default for Fake {
             granted: vec![DEFAULT_STORE.as_bytes().to_vec()],
             stores: BTreeMap::new(),
             failing: None,
+            unavailable: false,
             #[cfg(test)]
             writes_after_get: Default::default(),
         }
@@ -62,8 +65,19 @@ impl Fake {
         Ok(self.stores.entry(store.to_vec()).or_default())
     }
 
+    /// The table of `store` for a read, once every argument has passed its checks.
+    fn readable(&mut self, store: &[u8]) -> Result<&mut Table, i32> {
+        if self.unavailable {
+            return Err(STORE_UNAVAILABLE);
+        }
+        self.table(store)
+    }
+
     /// The table of `store` for a write, once every argument has passed its checks.
     fn writable(&mut self, store: &[u8]) -> Result<&mut Table, i32> {
+        if self.unavailable {
+            return Err(STORE_UNAVAILABLE);
+        }
         if let Some(code) = self.failing {
             return Err(code);
         }
@@ -80,8 +94,9 @@ pub(super) fn get(store: &[u8], key: &[u8], buf: &mut [u8]) -> i32 {
     run(|fake| {
         #[cfg(test)]
         let write_after = fake.writes_after_get.pop_front();
-        let table = fake.table(store)?;
+        fake.table(store)?;
         valid_key(key)?;
+        let table = fake.readable(store)?;
         let value = table.get(key).ok_or(NOT_FOUND);
         let result = value.map(|value| {
             let n = value.len().min(buf.len());
@@ -118,8 +133,9 @@ pub(super) fn delete(store: &[u8], key: &[u8]) -> i32 {
 
 pub(super) fn exists(store: &[u8], key: &[u8]) -> i32 {
     run(|fake| {
-        let table = fake.table(store)?;
+        fake.table(store)?;
         valid_key(key)?;
+        let table = fake.readable(store)?;
         Ok(table.contains_key(key).into())
     })
 }
@@ -166,7 +182,8 @@ pub(super) fn compare_and_swap(
 pub(super) fn list(store: &[u8], prefix: &[u8], after: &[u8], buf: &mut [u8]) -> i32 {
     use std::ops::Bound::{Excluded, Included, Unbounded};
     run(|fake| {
-        let table = fake.table(store)?;
+        fake.table(store)?;
+        let table = fake.readable(store)?;
         let start = if !after.is_empty() && after >= prefix {
             Excluded(after)
         } else {

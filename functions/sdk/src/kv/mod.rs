@@ -83,6 +83,8 @@ const NOT_A_NUMBER: i32 = -6;
 const BUFFER_TOO_SMALL: i32 = -7;
 const STORE_FAILED: i32 = -8;
 const QUEUE_FULL: i32 = -9;
+// -10 to -12 are `publish`'s.
+const STORE_UNAVAILABLE: i32 = -13;
 
 /// Why a store operation failed: one variant per error code of the ABI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,6 +111,10 @@ pub enum KvError {
     /// events waiting, so the write did not happen (-9). Only writes fail this way: back off
     /// and try again later, or fail the request (a 503 says "try later" to an HTTP client).
     QueueFull,
+    /// The store is shared by a fleet of devices and cannot be reached now (the device lost
+    /// its Redis) (-13). Reads and writes fail this way; a write may or may not have happened,
+    /// as when a network call times out. Try again later, or fail the request with a 503.
+    Unavailable,
     /// The host answered something this SDK does not know: an unknown error code, or a result
     /// out of its range.
     Unexpected(i32),
@@ -134,12 +140,13 @@ impl KvError {
             BUFFER_TOO_SMALL => KvError::BufferTooSmall,
             STORE_FAILED => KvError::StoreFailed,
             QUEUE_FULL => KvError::QueueFull,
+            STORE_UNAVAILABLE => KvError::Unavailable,
             other => KvError::Unexpected(other),
         }
     }
 
-    /// The ABI's code for this error (`-1` to `-9`); for [`KvError::Unexpected`], the value the
-    /// host returned.
+    /// The ABI's code for this error (`-1` to `-9`, `-13`); for [`KvError::Unexpected`], the
+    /// value the host returned.
     pub fn code(&self) -> i32 {
         match *self {
             KvError::NotFound => NOT_FOUND,
@@ -151,6 +158,7 @@ impl KvError {
             KvError::BufferTooSmall => BUFFER_TOO_SMALL,
             KvError::StoreFailed => STORE_FAILED,
             KvError::QueueFull => QUEUE_FULL,
+            KvError::Unavailable => STORE_UNAVAILABLE,
             KvError::Unexpected(code) => code,
         }
     }
@@ -182,6 +190,9 @@ impl fmt::Display for KvError {
             KvError::QueueFull => f.write_str(
                 "a function watching this key has too many change events waiting; the write \
                  did not happen",
+            ),
+            KvError::Unavailable => f.write_str(
+                "the shared store cannot be reached now; a write may or may not have happened",
             ),
             KvError::Unexpected(code) => write!(f, "unexpected answer {code} from the host"),
         }
@@ -544,6 +555,8 @@ mod host;
 /// assert_eq!(Store::default_store().set("k", "v"), Err(KvError::StoreFailed));
 /// testing::queue_full(true);
 /// assert_eq!(Store::default_store().set("k", "v"), Err(KvError::QueueFull));
+/// testing::unavailable(true);
+/// assert_eq!(Store::default_store().get("k"), Err(KvError::Unavailable));
 ///
 /// testing::reset();
 /// assert_eq!(Store::open("sessions").get("s1"), Err(KvError::NoSuchStore));
@@ -552,7 +565,7 @@ mod host;
 pub mod testing {
     use super::host;
 
-    /// Empties every store, grants `default` alone again and makes writes succeed again.
+    /// Empties every store, grants `default` alone again and makes operations succeed again.
     pub fn reset() {
         host::with(|fake| *fake = host::Fake::default());
     }
@@ -574,6 +587,13 @@ pub mod testing {
     /// watching the key is too far behind. It replaces [`fail_writes`], and `false` ends both.
     pub fn queue_full(full: bool) {
         host::with(|fake| fake.failing = full.then_some(super::QUEUE_FULL));
+    }
+
+    /// While `unavailable` is true, every operation, reads included, that passes its checks
+    /// fails with [`KvError::Unavailable`](super::KvError::Unavailable) and changes nothing,
+    /// as when the device cannot reach the fleet's shared store.
+    pub fn unavailable(unavailable: bool) {
+        host::with(|fake| fake.unavailable = unavailable);
     }
 }
 

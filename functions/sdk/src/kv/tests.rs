@@ -15,13 +15,17 @@ fn all_keys(store: &Store, prefix: &str, buffer_size: usize) -> Vec<Vec<u8>> {
 
 #[test]
 fn error_codes_round_trip() {
-    for code in -9..=-1 {
+    for code in (-9..=-1).chain([-13]) {
         let err = KvError::from_code(code);
         assert!(!matches!(err, KvError::Unexpected(_)), "{code}");
         assert_eq!(err.code(), code);
         assert!(!err.to_string().is_empty());
     }
-    assert_eq!(KvError::from_code(-10), KvError::Unexpected(-10));
+    // -10 to -12 are publish's.
+    for code in -12..=-10 {
+        assert_eq!(KvError::from_code(code), KvError::Unexpected(code));
+    }
+    assert_eq!(KvError::from_code(-14), KvError::Unexpected(-14));
     assert_eq!(KvError::Unexpected(7).code(), 7);
     assert_eq!(
         KvError::InvalidKey.to_string(),
@@ -247,6 +251,43 @@ fn a_full_queue_refuses_writes_only() {
     assert!(KvError::QueueFull.to_string().contains("did not happen"));
     testing::queue_full(false);
     s.set("k", "w").unwrap();
+}
+
+#[test]
+fn an_unavailable_store_refuses_reads_and_writes() {
+    let s = store();
+    s.set("k", "v").unwrap();
+    testing::unavailable(true);
+    assert_eq!(s.get("k"), Err(KvError::Unavailable));
+    assert_eq!(s.exists("k"), Err(KvError::Unavailable));
+    assert_eq!(s.counter("k"), Err(KvError::Unavailable));
+    assert_eq!(
+        s.keys("").collect::<Result<Vec<_>, _>>(),
+        Err(KvError::Unavailable)
+    );
+    assert_eq!(s.set("k", "w"), Err(KvError::Unavailable));
+    assert_eq!(s.delete("k"), Err(KvError::Unavailable));
+    assert_eq!(s.increment("n", 1), Err(KvError::Unavailable));
+    assert_eq!(
+        s.compare_and_swap("k", Some(b"v"), None),
+        Err(KvError::Unavailable)
+    );
+    // The checks come first.
+    assert_eq!(s.get(""), Err(KvError::InvalidKey));
+    assert_eq!(Store::open("nope").get("k"), Err(KvError::NoSuchStore));
+    assert_eq!(
+        Store::open("nope").keys("").next(),
+        Some(Err(KvError::NoSuchStore))
+    );
+    assert_eq!(KvError::Unavailable.code(), -13);
+    assert!(
+        KvError::Unavailable
+            .to_string()
+            .contains("cannot be reached")
+    );
+    testing::unavailable(false);
+    assert_eq!(s.get("k").unwrap(), Some(b"v".to_vec()));
+    assert_eq!(s.get("n").unwrap(), None);
 }
 
 #[test]
