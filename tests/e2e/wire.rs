@@ -81,8 +81,20 @@ fn bad_requests_get_their_4xx() {
             "400",
         ),
         (
-            b"POST /hostile/echo HTTP/1.1\r\nContent-Length: 999999\r\n\r\n",
+            b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n",
             "413",
+        ),
+        // RFC 9112 §3.2: Host once, valid, and always in HTTP/1.1.
+        (b"GET /api/date HTTP/1.1\r\n\r\n", "400"),
+        (
+            b"GET /api/date HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+            "400",
+        ),
+        (b"GET /api/date HTTP/1.1\r\nHost: a b\r\n\r\n", "400"),
+        // RFC 9112 §2.2: a bare LF among CRLF lines is not a line end we read.
+        (
+            b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\nDummy: x\nContent-Length: 3\r\n\r\nabc",
+            "400",
         ),
     ];
     for (request, status) in cases {

@@ -57,6 +57,12 @@ pub(super) fn line_end(buf: &[u8], from: usize) -> Option<usize> {
 
 /// Parses a complete head, from the request line to the empty line.
 pub(super) fn parse_head(bytes: &[u8], max_headers: usize) -> Result<Head, ReadError> {
+    // A bare LF may end lines (RFC 9112 §2.2), but in a head whose lines end in CRLF it is how
+    // a request gets smuggled past a proxy that reads `Dummy: x\nContent-Length: 23` as one
+    // field: httparse would read two.
+    if mixed_line_ends(bytes) {
+        return Err(ReadError::Reject(400, "a bare LF in a head of CRLF lines"));
+    }
     let mut slots = vec![httparse::EMPTY_HEADER; max_headers];
     let mut parsed = httparse::Request::new(&mut slots);
     match parsed.parse(bytes) {
@@ -85,6 +91,7 @@ pub(super) fn parse_head(bytes: &[u8], max_headers: usize) -> Result<Head, ReadE
         split_target(method, target).ok_or(ReadError::Reject(400, "invalid request target"))?;
 
     let mut length: Option<u64> = None;
+    let mut hosts = 0;
     let mut codings = 0;
     let mut chunked = false;
     let (mut close, mut keep_alive, mut expect_continue) = (false, false, false);
@@ -105,6 +112,11 @@ pub(super) fn parse_head(bytes: &[u8], max_headers: usize) -> Result<Head, ReadE
                 }
                 length = Some(n);
             }
+        } else if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+            if !valid_host(header.value) {
+                return Err(ReadError::Reject(400, "invalid Host"));
+            }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             for item in items {
                 codings += 1;
@@ -121,6 +133,13 @@ pub(super) fn parse_head(bytes: &[u8], max_headers: usize) -> Result<Head, ReadE
                 .trim_ascii()
                 .eq_ignore_ascii_case(b"100-continue");
         }
+    }
+    // RFC 9112 §3.2: one Host line, and in HTTP/1.1 always one (empty when the target has no
+    // authority).
+    match hosts {
+        0 if version >= 1 => return Err(ReadError::Reject(400, "no Host in an HTTP/1.1 request")),
+        0 | 1 => {}
+        _ => return Err(ReadError::Reject(400, "more than one Host")),
     }
     // Any ambiguity in where the body ends is how requests get smuggled: refuse it.
     let framing = match (length, codings) {
@@ -159,6 +178,54 @@ pub(super) fn parse_head(bytes: &[u8], max_headers: usize) -> Result<Head, ReadE
         keep_alive: !close && (version >= 1 || keep_alive),
         expect_continue: expect_continue && version >= 1,
     })
+}
+
+/// Whether some lines of `head` end in CRLF and others in a bare LF.
+fn mixed_line_ends(head: &[u8]) -> bool {
+    let mut crlf = false;
+    let mut bare = false;
+    for (i, _) in head.iter().enumerate().filter(|&(_, &b)| b == b'\n') {
+        if i > 0 && head[i - 1] == b'\r' {
+            crlf = true;
+        } else {
+            bare = true;
+        }
+    }
+    crlf && bare
+}
+
+/// A Host value: `uri-host [":" port]` (RFC 9110 §7.2, RFC 3986 §3.2.2), or empty. The host is
+/// a bracketed IP literal, or a registered name or IPv4 address: unreserved characters,
+/// percent-encodings and sub-delimiters (an IP literal may also hold colons).
+fn valid_host(value: &[u8]) -> bool {
+    let value = value.trim_ascii();
+    let (host, port) = if let Some(rest) = value.strip_prefix(b"[") {
+        let Some(end) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &rest[..end];
+        let literal_ok = !literal.is_empty() && literal.iter().all(|&b| b == b':' || name_byte(b));
+        if !literal_ok {
+            return false;
+        }
+        (&b""[..], &rest[end + 1..])
+    } else {
+        match value.iter().position(|&b| b == b':') {
+            Some(colon) => (&value[..colon], &value[colon..]),
+            None => (value, &b""[..]),
+        }
+    };
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    port_ok && host.iter().all(|&b| name_byte(b))
+}
+
+/// Unreserved, sub-delimiter or `%` (of a percent-encoding).
+fn name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b)
 }
 
 /// `HTTP/x.y` with a version other than 1.0 and 1.1 is well formed, just not ours.
@@ -260,6 +327,49 @@ mod tests {
         assert_eq!(split_target("GET", "*"), None);
         assert_eq!(split_target("CONNECT", "h:443"), None);
         assert_eq!(split_target("GET", "ftp://h/p"), None);
+    }
+
+    #[test]
+    fn host_values() {
+        for good in [
+            &b""[..],
+            b"example.com",
+            b"example.com:8080",
+            b"127.0.0.1:80",
+            b"[::1]",
+            b"[::1]:3000",
+            b"[v1.fe80::a+en1]",
+            b"my-host_1.local",
+            b"a%20b",
+            b"host:",
+        ] {
+            assert!(valid_host(good), "{:?}", String::from_utf8_lossy(good));
+        }
+        for bad in [
+            &b"a b"[..],
+            b"a/b",
+            b"a@b",
+            b"host:80:80",
+            b"host:8x",
+            b"[::1",
+            b"[]",
+            b"[::1]x",
+            b"a?b",
+            b"a#b",
+            b"\"quoted\"",
+        ] {
+            assert!(!valid_host(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn line_ends_may_be_lf_or_crlf_but_not_both() {
+        assert!(!mixed_line_ends(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(!mixed_line_ends(b"GET / HTTP/1.1\nHost: a\n\n"));
+        assert!(mixed_line_ends(
+            b"GET / HTTP/1.1\r\nDummy: x\nContent-Length: 23\r\n\r\n"
+        ));
+        assert!(mixed_line_ends(b"GET / HTTP/1.1\nHost: a\r\n\r\n"));
     }
 
     #[test]

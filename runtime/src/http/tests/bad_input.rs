@@ -46,7 +46,7 @@ fn body_over_the_limit_is_413() {
     // The handler's limit for a route replaces the default one.
     let mut client = server.client();
     client.send(format!(
-        "POST /upload HTTP/1.1\r\nContent-Length: 2000\r\n\r\n{}",
+        "POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 2000\r\n\r\n{}",
         "u".repeat(2000)
     ));
     assert_eq!(
@@ -62,7 +62,7 @@ fn body_over_the_limit_sent_anyway_still_gets_its_413() {
     let server = Server::start(limits());
     let body = "b".repeat(8 << 20);
     let request = format!(
-        "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST / HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     server.client().rejected(request, 413);
@@ -72,8 +72,9 @@ fn body_over_the_limit_sent_anyway_still_gets_its_413() {
 fn chunked_body_over_the_limit_is_413() {
     let server = Server::start(limits());
     let chunk = format!("300\r\n{}\r\n", "c".repeat(0x300));
-    let request =
-        format!("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}{chunk}0\r\n\r\n");
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}{chunk}0\r\n\r\n"
+    );
     server.client().rejected(request, 413);
 }
 
@@ -93,9 +94,10 @@ fn slow_body_is_408() {
         body_timeout: Duration::from_millis(200),
         ..limits()
     });
-    let resp = server
-        .client()
-        .rejected("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", 408);
+    let resp = server.client().rejected(
+        "POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nabc",
+        408,
+    );
     assert_eq!(resp.text(), "request body not received in time\n");
 }
 
@@ -109,6 +111,61 @@ fn idle_connection_is_closed_silently() {
     client.send(get("/"));
     assert_eq!(client.response().status, 200);
     client.assert_closed();
+}
+
+#[test]
+fn host_must_be_there_once_and_valid() {
+    let server = Server::start(limits());
+    for (request, why) in [
+        ("GET / HTTP/1.1\r\n\r\n", "no Host in an HTTP/1.1 request\n"),
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+            "more than one Host\n",
+        ),
+        (
+            "GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+            "more than one Host\n",
+        ),
+        ("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", "invalid Host\n"),
+        ("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", "invalid Host\n"),
+        ("GET / HTTP/1.1\r\nHost: a:b\r\n\r\n", "invalid Host\n"),
+        ("GET / HTTP/1.1\r\nHost: user@a\r\n\r\n", "invalid Host\n"),
+    ] {
+        assert_eq!(
+            server.client().rejected(request, 400).text(),
+            why,
+            "{request:?}"
+        );
+    }
+    // HTTP/1.0 need not send one; an empty one is what a target without authority gets.
+    for request in [
+        "GET / HTTP/1.0\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [::1]:8080\r\nConnection: close\r\n\r\n",
+    ] {
+        let mut client = server.client();
+        client.send(request);
+        assert_eq!(client.response().status, 200, "{request:?}");
+    }
+}
+
+/// A bare LF in a head of CRLF lines is refused, never read as the start of a new field: a
+/// proxy in front may read `Dummy: x\nContent-Length: 23` as one field and forward the next
+/// request inside this one's body.
+#[test]
+fn a_bare_lf_among_crlf_lines_is_400() {
+    let server = Server::start(limits());
+    let smuggled = "GET /admin HTTP/1.1\r\nHost: test\r\n\r\n";
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: test\r\nDummy: x\nContent-Length: {}\r\n\r\n{smuggled}",
+        smuggled.len()
+    );
+    let resp = server.client().rejected(request, 400);
+    assert_eq!(resp.text(), "a bare LF in a head of CRLF lines\n");
+    // Heads of bare LF lines only are still read.
+    let mut client = server.client();
+    client.send("GET / HTTP/1.1\nHost: test\nConnection: close\n\n");
+    assert_eq!(client.response().status, 200);
 }
 
 #[test]
@@ -137,7 +194,8 @@ fn ambiguous_framing_is_400() {
 fn malformed_chunks_are_400() {
     let server = Server::start(limits());
     for body in ["\r\n\r\n", "5\r\nhelloXX0\r\n\r\n", "zz\r\n", "-1\r\n"] {
-        let request = format!("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
+        let request =
+            format!("POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
         server.client().rejected(request, 400);
     }
 }

@@ -83,7 +83,9 @@ fn content_length_body() {
     client.send("POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 11\r\n\r\nhello world");
     assert_eq!(client.response().text(), "POST /echo  11\nhello world");
     // Repeating an equal Content-Length is allowed.
-    client.send("PUT /e HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2, 2\r\n\r\nhi");
+    client.send(
+        "PUT /e HTTP/1.1\r\nHost: test\r\nContent-Length: 2\r\nContent-Length: 2, 2\r\n\r\nhi",
+    );
     assert_eq!(client.response().text(), "PUT /e  2\nhi");
 }
 
@@ -131,7 +133,7 @@ fn large_upload_with_expect_continue_like_curl() {
         format!("len={} sum={sum}", body.len())
     );
 
-    client.send("POST /upload HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    client.send("POST /upload HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n");
     for piece in body.chunks(100_000) {
         client.send(format!("{:X}\r\n", piece.len()));
         client.send(piece);
