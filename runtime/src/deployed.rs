@@ -1,6 +1,10 @@
 //! The deployed set: the functions that serve, their versions, and the operations that change
-//! them (deploy, rollback, delete). The admin API, the manifest and (later) the fleet change
-//! it; the triggers read it.
+//! them (deploy, rollback, delete). The admin API, the manifest and the fleet change it; the
+//! triggers read it.
+//!
+//! A device in a fleet does not number its versions itself: the fleet's log does, and every
+//! device applies the log's entries through [`Deployed::apply_version`] and
+//! [`Deployed::remove_marked`], which commit the entry's mark with the change.
 //!
 //! A change goes to the registry first, durably, then swaps the whole route table at once: a
 //! request that already has its function finishes on it, and no request ever sees a route
@@ -15,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use crate::config::FunctionConfig;
 use crate::engine::{Admit, CompileError, Limits, Module, ModuleCache};
 use crate::metrics::FunctionStats;
-use crate::registry::{self, FunctionRecord, Registry, RegistryError, VersionRecord};
+use crate::registry::{self, FunctionRecord, Mark, Registry, RegistryError, VersionRecord};
 use crate::router::{Route, RouteError, RouteTable};
 use crate::store::queues::{QueueKey, Source, Watch};
 use crate::store::{Backend, Grants, Scoped, namespace};
@@ -59,6 +63,10 @@ pub enum DeployError {
     Registry(RegistryError),
     /// The key-value backend failed.
     Store(String),
+    /// The fleet's Redis cannot be reached: a change made now would reach this device only.
+    FleetAway(String),
+    /// The change is in the fleet's log, but this device has not applied it in time.
+    NotApplied(String),
 }
 
 impl std::fmt::Display for DeployError {
@@ -75,6 +83,7 @@ impl std::fmt::Display for DeployError {
             DeployError::NotFound(what) => f.write_str(what),
             DeployError::Registry(e) => e.fmt(f),
             DeployError::Store(why) => f.write_str(why),
+            DeployError::FleetAway(why) | DeployError::NotApplied(why) => f.write_str(why),
         }
     }
 }
@@ -183,23 +192,100 @@ impl Deployed {
             .map_err(DeployError::Module)?;
         let _deploying = lock(&self.deploying);
         let mut functions = lock(&self.functions);
-        for route in &config.routes {
-            let other = functions
-                .values()
-                .find(|f| f.name() != config.name && f.config.routes.contains(route));
-            if let Some(other) = other {
-                let function = other.name().to_string();
-                return Err(DeployError::Conflict {
-                    route: route.clone(),
-                    function,
-                });
-            }
-        }
+        conflict(&functions, &config)?;
         let (record, created) = self.registry.add_version(config, wasm, hash)?;
         let function = self.serving(record.active(), module);
         let (candidate, table) = self.with(&functions, &function)?;
         self.publish(&mut functions, candidate, table, &function);
         Ok((function, created))
+    }
+
+    /// What a deploy checks before anything changes, without changing anything: the
+    /// configuration, the module (compiled, and kept compiled while the result is held), and
+    /// the routes against the serving functions'. Returns the module's hash and the module.
+    pub fn check(
+        &self,
+        config: &FunctionConfig,
+        wasm: &[u8],
+    ) -> Result<(String, Arc<Module>), DeployError> {
+        config.validate().map_err(DeployError::Config)?;
+        let limits = config.limits.apply(&self.defaults);
+        let hash = registry::hash(wasm);
+        let module = self
+            .modules
+            .compile(&hash, wasm, limits)
+            .map_err(DeployError::Module)?;
+        conflict(&lock(&self.functions), config)?;
+        Ok((hash, module))
+    }
+
+    /// What a rollback to `version` of `name` checks, without changing anything: the version is
+    /// kept, compiles, and its routes are free. Returns the version.
+    pub fn check_rollback(&self, name: &str, version: u32) -> Result<VersionRecord, DeployError> {
+        let record = self.registry.get(name)?.ok_or_else(|| not_found(name))?;
+        let Some(v) = record.version(version) else {
+            let why = format!("function `{name}` has no version {version}");
+            return Err(DeployError::NotFound(why));
+        };
+        self.compile_version(v)?;
+        conflict(&lock(&self.functions), &v.config)?;
+        Ok(v.clone())
+    }
+
+    /// Serves `version`, numbered elsewhere (by a fleet's log), as its function's active
+    /// version: a new version, or a kept one again. Its module is `wasm` (whose hash the caller
+    /// checked), or stored here already. `mark` is committed with the change. Returns the
+    /// function and whether it is new.
+    pub fn apply_version(
+        &self,
+        version: VersionRecord,
+        wasm: Option<&[u8]>,
+        mark: Mark,
+    ) -> Result<(Arc<Function>, bool), DeployError> {
+        version.config.validate().map_err(DeployError::Config)?;
+        let limits = version.config.limits.apply(&self.defaults);
+        let module = match self.modules.get(&version.hash, &limits) {
+            Some(module) => module,
+            None => {
+                let stored;
+                let wasm = match wasm {
+                    Some(wasm) => wasm,
+                    None => {
+                        stored = self.registry.module(&version.hash)?;
+                        &stored
+                    }
+                };
+                let compiled = self.modules.compile(&version.hash, wasm, limits);
+                compiled.map_err(DeployError::Module)?
+            }
+        };
+        let _deploying = lock(&self.deploying);
+        let mut functions = lock(&self.functions);
+        let function = self.serving(&version, module);
+        let (candidate, table) = self.with(&functions, &function)?;
+        let (_, created) = self.registry.put_version(version, wasm, Some(mark))?;
+        self.publish(&mut functions, candidate, table, &function);
+        Ok((function, created))
+    }
+
+    /// The bytes of module `hash`, stored here.
+    pub fn module_bytes(&self, hash: &str) -> Result<Vec<u8>, RegistryError> {
+        self.registry.module(hash)
+    }
+
+    /// Whether the module of `hash` is stored here.
+    pub fn has_module(&self, hash: &str) -> bool {
+        self.registry.has_module(hash)
+    }
+
+    /// The note the registry keeps under `key`.
+    pub fn mark(&self, key: &str) -> Result<Option<String>, RegistryError> {
+        self.registry.mark(key)
+    }
+
+    /// Writes a note alone: a fleet's log entry that this device could not apply.
+    pub fn set_mark(&self, mark: Mark) -> Result<(), RegistryError> {
+        self.registry.set_mark(mark)
     }
 
     /// Serves `version` of `name` again.
@@ -220,9 +306,22 @@ impl Deployed {
 
     /// Stops serving `name` and forgets it.
     pub fn remove(&self, name: &str) -> Result<(), DeployError> {
+        match self.remove_with(name, None)? {
+            true => Ok(()),
+            false => Err(not_found(name)),
+        }
+    }
+
+    /// [`Deployed::remove`] as a fleet's log asks it: `mark` is committed with the change, and
+    /// a function that is not here is no error (false).
+    pub fn remove_marked(&self, name: &str, mark: Mark) -> Result<bool, DeployError> {
+        self.remove_with(name, Some(mark))
+    }
+
+    fn remove_with(&self, name: &str, mark: Option<Mark>) -> Result<bool, DeployError> {
         let _deploying = lock(&self.deploying);
-        if !self.registry.remove(name)? {
-            return Err(not_found(name));
+        if !self.registry.remove_marked(name, mark)? {
+            return Ok(false);
         }
         let mut functions = lock(&self.functions);
         functions.remove(name);
@@ -245,7 +344,7 @@ impl Deployed {
             .wait()
             .and_then(|()| self.backend.sync().wait())
             .map_err(|e| DeployError::Store(format!("function `{name}` is deleted, but: {e}")))?;
-        Ok(())
+        Ok(true)
     }
 
     /// The serving version of every function, by name.
@@ -414,6 +513,25 @@ fn watches<'a>(functions: impl Iterator<Item = &'a Arc<Function>>) -> Vec<Watch>
         }
     }
     list
+}
+
+/// The conflict if `config` takes a route another of `functions` serves.
+fn conflict(
+    functions: &BTreeMap<String, Arc<Function>>,
+    config: &FunctionConfig,
+) -> Result<(), DeployError> {
+    for route in &config.routes {
+        let other = functions
+            .values()
+            .find(|f| f.name() != config.name && f.config.routes.contains(route));
+        if let Some(other) = other {
+            return Err(DeployError::Conflict {
+                route: route.clone(),
+                function: other.name().to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn not_found(name: &str) -> DeployError {

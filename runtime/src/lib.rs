@@ -30,7 +30,9 @@
 //! backend with group commit, namespaces), [`topics`] (which queues each topic feeds, and the
 //! depth caps), [`metrics`] (Prometheus text), [`config`] (function configuration and the
 //! `wisp.json` manifest), [`logs`] (each function's recent log lines), [`server`] (start and
-//! stop), [`cli`] (the commands), [`board`] (server defaults sized for each class of device).
+//! stop), [`cli`] (the commands), [`board`] (server defaults sized for each class of device),
+//! [`fleet`] (devices joined through Redis: every deploy recorded in a log there and applied by
+//! every device, heartbeats, the list of devices).
 
 pub mod admin;
 pub mod board;
@@ -38,6 +40,7 @@ pub mod cli;
 pub mod config;
 pub mod deployed;
 pub mod engine;
+pub mod fleet;
 pub mod http;
 pub mod invoke;
 pub mod logs;

@@ -133,6 +133,56 @@ pub struct ServerFigures {
     pub functions: usize,
 }
 
+/// A fleet device's figures for a scrape.
+pub struct FleetFigures {
+    pub fleet: String,
+    pub device: String,
+    pub connected: bool,
+    /// Log entries applied here since start.
+    pub applied: u64,
+    /// Log entries that could not be applied here since start.
+    pub skipped: u64,
+    /// Times the link to Redis came back.
+    pub reconnects: u64,
+}
+
+/// The Prometheus text of a fleet device.
+pub fn render_fleet(fleet: &FleetFigures) -> String {
+    let mut out = String::new();
+    let labels = format!("fleet=\"{}\",device=\"{}\"", fleet.fleet, fleet.device);
+    let figures = [
+        (
+            "wisp_fleet_connected",
+            "gauge",
+            "Whether this device reaches its fleet's Redis (1) or not (0).",
+            u64::from(fleet.connected),
+        ),
+        (
+            "wisp_fleet_entries_applied_total",
+            "counter",
+            "Entries of the fleet's log (deploys, rollbacks, deletes) applied here.",
+            fleet.applied,
+        ),
+        (
+            "wisp_fleet_entries_skipped_total",
+            "counter",
+            "Entries of the fleet's log that could not be applied here.",
+            fleet.skipped,
+        ),
+        (
+            "wisp_fleet_reconnects_total",
+            "counter",
+            "Times the link to the fleet's Redis came back.",
+            fleet.reconnects,
+        ),
+    ];
+    for (name, kind, help, value) in figures {
+        family(&mut out, name, kind, help);
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
+    out
+}
+
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }

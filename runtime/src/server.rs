@@ -16,6 +16,7 @@ use crate::admin::Token;
 use crate::config::Manifest;
 use crate::deployed::{Deployed, Function};
 use crate::engine::{Limits, Scheduler, SchedulerConfig};
+use crate::fleet::{self, Fleet};
 use crate::http;
 use crate::invoke::Invoker;
 use crate::registry::{self, Registry};
@@ -26,6 +27,8 @@ use crate::triggers::{Context, Triggers};
 
 /// Native stack of a worker thread: virtual memory, touched only as deep as a run goes.
 const WORKER_STACK: usize = 8 << 20;
+/// How long `wisp up` in a fleet waits to catch up with the log before deploying its manifest.
+const MANIFEST_CATCH_UP: Duration = Duration::from_secs(10);
 
 /// Everything a server is started with.
 #[derive(Debug, Clone)]
@@ -52,6 +55,21 @@ pub struct Options {
     /// Entries each queue (a topic's subscriber, a watcher, a function's asynchronous calls)
     /// holds at most; past it, publishing fails with `QUEUE_FULL`. Default 10,000.
     pub max_queue_depth: u64,
+    /// The fleet's Redis, `redis://[:password@]host:port/db`. Default: `$WISP_REDIS`; without
+    /// it, the device stands alone.
+    pub redis: Option<String>,
+    /// The fleet's name. Default: `$WISP_FLEET`, else `default`.
+    pub fleet: String,
+    /// This device's name in the fleet. Default: `$WISP_DEVICE`, else the host name.
+    pub device: Option<String>,
+}
+
+/// An environment variable's value, if set and not blank.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 impl Default for Options {
@@ -68,6 +86,9 @@ impl Default for Options {
             max_module_bytes: 64 << 20,
             store_cache_bytes: 16 << 20,
             max_queue_depth: topics::DEFAULT_DEPTH,
+            redis: env("WISP_REDIS"),
+            fleet: env("WISP_FLEET").unwrap_or_else(|| "default".into()),
+            device: env("WISP_DEVICE"),
         }
     }
 }
@@ -119,8 +140,13 @@ fn write_new_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     registry::sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
-/// Deploys the manifest's functions whose module or configuration differ from what serves.
-fn deploy_manifest(deployed: &Deployed, manifest: &Manifest) -> Result<(), String> {
+/// Deploys the manifest's functions whose module or configuration differ from what serves:
+/// through the fleet, when the device is in one, so that every device gets them.
+fn deploy_manifest(
+    deployed: &Deployed,
+    fleet: Option<&Fleet>,
+    manifest: &Manifest,
+) -> Result<(), String> {
     for entry in &manifest.functions {
         let path = manifest.module_path(entry);
         let wasm = std::fs::read(&path).map_err(|e| {
@@ -144,9 +170,11 @@ fn deploy_manifest(deployed: &Deployed, manifest: &Manifest) -> Result<(), Strin
             .get(&config.name)
             .is_some_and(|f| f.config == config && f.hash == registry::hash(&wasm));
         if !same {
-            deployed
-                .deploy(config, &wasm)
-                .map_err(|e| format!("function `{}` ({}): {e}", entry.name, path.display()))?;
+            match fleet {
+                Some(fleet) => fleet.deploy(config, wasm).map(drop),
+                None => deployed.deploy(config, &wasm).map(drop),
+            }
+            .map_err(|e| format!("function `{}` ({}): {e}", entry.name, path.display()))?;
         }
     }
     Ok(())
@@ -190,8 +218,38 @@ pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> 
     for problem in deployed.load().map_err(|e| e.to_string())? {
         eprintln!("wisp: warning: not serving {problem}");
     }
+    let listener = TcpListener::bind(&options.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
+    let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    let fleet = match &options.redis {
+        Some(redis) => {
+            let fleet_options = fleet::Options {
+                redis: redis.clone(),
+                fleet: options.fleet.clone(),
+                device: options.device.clone().unwrap_or_else(fleet::host_name),
+                log_len: env("WISP_FLEET_LOG_LEN")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(fleet::DEFAULT_LOG_LEN),
+            };
+            Some(Arc::new(Fleet::start(
+                &fleet_options,
+                deployed.clone(),
+                addr,
+            )?))
+        }
+        None => None,
+    };
     if let Some(manifest) = manifest {
-        deploy_manifest(&deployed, manifest)?;
+        if let Some(fleet) = &fleet
+            && !fleet.catch_up(MANIFEST_CATCH_UP)
+        {
+            eprintln!(
+                "wisp: warning: fleet {}: not caught up with its log; deploying the manifest \
+                 anyway",
+                fleet.name()
+            );
+        }
+        deploy_manifest(&deployed, fleet.as_deref(), manifest)?;
     }
     let ex = Arc::new(Executor::new());
     let ctx = Context::new(
@@ -201,10 +259,12 @@ pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> 
         topics,
         ex.clone(),
     );
-    let service = Arc::new(Service::new(ctx.clone(), token, options.max_module_bytes));
-    let listener = TcpListener::bind(&options.listen)
-        .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
-    let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    let service = Arc::new(Service::new(
+        ctx.clone(),
+        token,
+        options.max_module_bytes,
+        fleet.clone(),
+    ));
     let listener = Async::new(listener).map_err(|e| e.to_string())?;
     let functions = deployed.functions();
     let signals =
@@ -260,6 +320,9 @@ pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> 
     // No new deliveries or ticks; what was acknowledged is made durable. Deliveries still
     // running are abandoned, and delivered again at the next start.
     drop(triggers);
+    if let Some(fleet) = &fleet {
+        fleet.stop();
+    }
     drop(stop_threads);
     for thread in threads {
         let _ = thread.join();

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::admin::{self, Admin};
+use crate::fleet::Fleet;
 use crate::http::{self, Handler, Request, Response};
 use crate::triggers::{self, Context};
 
@@ -16,11 +17,17 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn new(ctx: Arc<Context>, token: admin::Token, max_module_bytes: usize) -> Service {
+    pub fn new(
+        ctx: Arc<Context>,
+        token: admin::Token,
+        max_module_bytes: usize,
+        fleet: Option<Arc<Fleet>>,
+    ) -> Service {
         let admin = Admin {
             ctx: ctx.clone(),
             token,
             http_stats: Arc::new(http::Stats::default()),
+            fleet,
         };
         Service {
             ctx,
@@ -38,7 +45,7 @@ impl Service {
 impl Handler for Service {
     async fn handle(&self, request: Request) -> Response {
         if request.path == "/healthz" {
-            return Response::text(200, "ok\n");
+            return health(self.admin.fleet.as_deref());
         }
         if request.path.starts_with(triggers::http::RESULTS_PREFIX) {
             return triggers::http::result(&self.ctx, &request).await;
@@ -52,4 +59,22 @@ impl Handler for Service {
     fn body_limit(&self, method: &str, path: &str) -> Option<usize> {
         (method == "PUT" && admin::is_admin_path(path)).then_some(self.max_module_bytes)
     }
+}
+
+/// `ok`, and for a device in a fleet whether it reaches the fleet's Redis. Always `200`: a
+/// device that lost Redis still serves its functions.
+fn health(fleet: Option<&Fleet>) -> Response {
+    let Some(fleet) = fleet else {
+        return Response::text(200, "ok\n");
+    };
+    let name = fleet.name();
+    let text = match fleet.trouble() {
+        None if fleet.connected() => format!("ok\nfleet {name}: connected\n"),
+        None => format!("ok\nfleet {name}: connecting\n"),
+        Some((why, away)) => format!(
+            "ok\nfleet {name}: disconnected for {} s: {why}\n",
+            away.as_secs()
+        ),
+    };
+    Response::text(200, text)
 }

@@ -116,7 +116,13 @@ impl Server {
     /// Starts `wisp serve` on an ephemeral loopback port with the data folder `data` and the
     /// admin token [`TOKEN`].
     pub fn serve(data: &Path, args: &[&str]) -> Server {
+        Server::serve_env(data, args, &[])
+    }
+
+    /// [`Server::serve`], with more environment variables.
+    pub fn serve_env(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(WISP);
+        command.envs(env.iter().copied());
         command
             .args([
                 "serve",

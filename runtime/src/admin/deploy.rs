@@ -35,7 +35,7 @@ pub async fn deploy(admin: &Admin, name: &str, request: Request) -> Response {
         Err(why) => return error(400, why),
     };
     let wasm = request.body;
-    match admin.blocking(move |s| s.deploy(config, &wasm)).await {
+    match admin.deploy(config, wasm).await {
         Ok((function, created)) => {
             json_response(if created { 201 } else { 200 }, &function_info(&function))
         }

@@ -1,5 +1,6 @@
 //! The admin API under `/_wisp/`: deploy, list, show, delete, versions, rollback, logs,
-//! metrics, keys, topics and dead letters. Every call needs `Authorization: Bearer TOKEN`;
+//! metrics, keys, topics, dead letters and the fleet. On a device in a fleet, deploys,
+//! rollbacks and deletes go through the fleet, which applies them on every device. Every call needs `Authorization: Bearer TOKEN`;
 //! without it, `401` and nothing else (not even whether a path exists). Answers are JSON, errors
 //! `{"error": "..."}`.
 
@@ -13,7 +14,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
+use crate::config::FunctionConfig;
 use crate::deployed::{DeployError, Deployed, Function};
+use crate::fleet::Fleet;
 use crate::http::{self, Body, Request, Response};
 use crate::logs::LogLine;
 use crate::metrics::{self, ServerFigures};
@@ -25,6 +28,8 @@ pub struct Admin {
     pub ctx: Arc<Context>,
     pub token: Token,
     pub http_stats: Arc<http::Stats>,
+    /// The fleet this device is in, if any.
+    pub fleet: Option<Arc<Fleet>>,
 }
 
 impl Admin {
@@ -40,6 +45,38 @@ impl Admin {
     ) -> R {
         let deployed = self.ctx.deployed.clone();
         smol::unblock(move || work(&deployed)).await
+    }
+
+    /// Deploys a new version: on every device of the fleet, or here alone.
+    async fn deploy(
+        &self,
+        config: FunctionConfig,
+        wasm: Vec<u8>,
+    ) -> Result<(Arc<Function>, bool), DeployError> {
+        let (deployed, fleet) = (self.ctx.deployed.clone(), self.fleet.clone());
+        smol::unblock(move || match fleet {
+            Some(fleet) => fleet.deploy(config, wasm),
+            None => deployed.deploy(config, &wasm),
+        })
+        .await
+    }
+
+    async fn rollback(&self, name: String, version: u32) -> Result<Arc<Function>, DeployError> {
+        let (deployed, fleet) = (self.ctx.deployed.clone(), self.fleet.clone());
+        smol::unblock(move || match fleet {
+            Some(fleet) => fleet.rollback(&name, version),
+            None => deployed.rollback(&name, version),
+        })
+        .await
+    }
+
+    async fn remove(&self, name: String) -> Result<(), DeployError> {
+        let (deployed, fleet) = (self.ctx.deployed.clone(), self.fleet.clone());
+        smol::unblock(move || match fleet {
+            Some(fleet) => fleet.remove(&name),
+            None => deployed.remove(&name),
+        })
+        .await
     }
 }
 
@@ -89,8 +126,14 @@ fn deploy_error(e: DeployError) -> Response {
         DeployError::Conflict { .. } => 409,
         DeployError::NotFound(_) => 404,
         DeployError::Registry(_) | DeployError::Store(_) => 500,
+        DeployError::FleetAway(_) => 503,
+        DeployError::NotApplied(_) => 504,
     };
-    error(status, e.to_string())
+    let response = error(status, e.to_string());
+    match status {
+        503 => response.header("Retry-After", "5"),
+        _ => response,
+    }
 }
 
 /// What the API shows of a serving function version.
@@ -154,13 +197,10 @@ pub async fn handle(admin: &Admin, request: Request) -> Response {
             Some(f) => json_response(200, &function_info(&f)),
             None => error(404, format!("no function `{name}`")),
         },
+        ("GET", ["fleet"]) => fleet(admin).await,
         ("DELETE", ["functions", name]) => {
             let name = name.to_string();
-            let removed = admin.blocking({
-                let name = name.clone();
-                move |s| s.remove(&name)
-            });
-            match removed.await {
+            match admin.remove(name.clone()).await {
                 Ok(()) => json_response(200, &json!({ "deleted": name })),
                 Err(e) => deploy_error(e),
             }
@@ -171,7 +211,7 @@ pub async fn handle(admin: &Admin, request: Request) -> Response {
         (_, ["topics", ..] | ["dead-letters", ..]) => {
             topics::handle(admin, request, &segments).await
         }
-        (_, ["metrics"] | ["functions"] | ["functions", _] | ["functions", _, _]) => {
+        (_, ["metrics"] | ["fleet"] | ["functions"] | ["functions", _] | ["functions", _, _]) => {
             error(405, format!("{method} is not allowed on {}", request.path))
         }
         _ => error(404, format!("no admin endpoint {}", request.path)),
@@ -195,6 +235,9 @@ fn metrics(admin: &Admin) -> Response {
         .collect();
     let mut text = metrics::render(&figures, &stats);
     text.push_str(&topics::metrics(admin));
+    if let Some(fleet) = &admin.fleet {
+        text.push_str(&metrics::render_fleet(&fleet.figures()));
+    }
     Response::new(200)
         .header("Content-Type", "text/plain; version=0.0.4")
         .body(text)
@@ -242,14 +285,22 @@ async fn rollback(admin: &Admin, name: &str, request: &Request) -> Response {
     let Some(version) = query_value(request, "version").and_then(|v| v.parse::<u32>().ok()) else {
         return error(400, "rollback needs ?version=N");
     };
-    let done = admin.blocking({
-        let name = name.to_string();
-        move |s| s.rollback(&name, version)
-    });
-    match done.await {
+    match admin.rollback(name.to_string(), version).await {
         Ok(f) => json_response(200, &function_info(&f)),
         Err(e) => deploy_error(e),
     }
+}
+
+/// `GET /_wisp/fleet`: the fleet's devices, as [`Fleet::devices`] lists them.
+async fn fleet(admin: &Admin) -> Response {
+    let Some(fleet) = admin.fleet.clone() else {
+        return error(
+            404,
+            "this device is in no fleet (start it with --redis redis://HOST:PORT/DB)",
+        );
+    };
+    let devices = smol::unblock(move || fleet.devices()).await;
+    json_response(200, &devices)
 }
 
 fn logs(admin: &Admin, name: &str, request: &Request) -> Response {

@@ -1,12 +1,13 @@
 //! The `wisp` command line: `serve`, `up`, `run`, and the commands that talk to a server
 //! (`deploy`, `ls`, `show`, `rm`, `versions`, `rollback`, `logs`, `invoke`, `kv`, `topics`,
-//! `publish`, `dead-letters`). Each command
+//! `publish`, `dead-letters`, `fleet`). Each command
 //! parses its own options and prints its own `--help`; errors come back as one line for `main`
 //! to print.
 
 mod admin;
 mod board;
 mod client;
+mod fleet;
 mod install;
 mod invoke;
 mod kv;
@@ -47,6 +48,7 @@ Commands that talk to a server (--server URL, --token TOKEN; see each one's --he
   topics    List the topics, their subscribers and how far behind each one is
   publish   Publish a message to a topic
   dead-letters  List, replay or purge the messages that used up their attempts
+  fleet     List the devices of the server's fleet and the functions each one serves
 
 Options:
   -h, --help       Show help
@@ -110,6 +112,7 @@ pub fn main(args: Vec<OsString>) -> Result<ExitCode, Error> {
         "topics" => topics::topics(parser),
         "publish" => topics::publish(parser),
         "dead-letters" => topics::dead_letters(parser),
+        "fleet" => fleet::fleet(parser),
         "help" => {
             let topic = parser.next()?;
             let text = match topic {
@@ -130,6 +133,7 @@ pub fn main(args: Vec<OsString>) -> Result<ExitCode, Error> {
                     "topics" => topics::TOPICS_HELP,
                     "publish" => topics::PUBLISH_HELP,
                     "dead-letters" => topics::DEAD_LETTERS_HELP,
+                    "fleet" => fleet::HELP,
                     other => return Err(Error(format!("no command `{other}`"))),
                 },
                 _ => HELP,

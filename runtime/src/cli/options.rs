@@ -38,6 +38,14 @@ Server options:
       --head-timeout-ms <MS> Time to send a request head [default: 10000]
       --max-queue-depth <N>  Messages each subscriber's queue (topic, watch, async calls) holds
                              at most; past it, publishing fails [default: 10000]
+
+Fleet options (devices that name one Redis share every deploy; see the README, Fleet):
+      --redis <URL>          Join the fleet in this Redis: redis://[:PASSWORD@]HOST:PORT/DB
+                             [default: $WISP_REDIS; without it, the device stands alone]
+      --fleet <NAME>         The fleet's name: one Redis holds fleets apart
+                             [default: $WISP_FLEET, else default]
+      --device <NAME>        This device's name in the fleet [default: $WISP_DEVICE, else the
+                             host name]
 ";
 
 fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, name: &str) -> Result<T, Error> {
@@ -105,6 +113,17 @@ pub fn server(
         }
         "head-timeout-ms" => {
             options.http.head_timeout = Duration::from_millis(number(parser, "head-timeout-ms")?);
+        }
+        "redis" => options.redis = Some(parser.value()?.string()?),
+        "fleet" => {
+            let fleet = parser.value()?.string()?;
+            crate::fleet::check_name("--fleet", &fleet)?;
+            options.fleet = fleet;
+        }
+        "device" => {
+            let device = parser.value()?.string()?;
+            crate::fleet::check_name("--device", &device)?;
+            options.device = Some(device);
         }
         "max-queue-depth" => {
             options.max_queue_depth = number::<u64>(parser, "max-queue-depth")?.max(1);
