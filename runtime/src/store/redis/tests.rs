@@ -210,7 +210,8 @@ fn redis_going_away_is_unavailable_at_once_and_recovers_by_itself() {
             other => panic!("{other:?}"),
         }
     }
-    assert!(asked.elapsed() < Duration::from_millis(100));
+    // At once: not after a timeout (3 s).
+    assert!(asked.elapsed() < Duration::from_secs(1));
     std::thread::sleep(Duration::from_millis(1000));
     server.restart();
     let results: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
