@@ -1,17 +1,19 @@
 //! `wisp run`: one module, here, with stdio passed through.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use lexopt::prelude::*;
 
 use super::{Error, options};
-use crate::engine::{self, Invocation, Limits, Module};
+use crate::engine::{self, Console, Invocation, Limits, Module};
 
 pub const HELP: &str = "\
 Run a WASI command module here, like `wasmtime run`: its stdin, stdout and stderr are this
-process's (buffered: output appears when it ends), its exit status this process's. Its argv is
+process's (stdin is read when the module reads it, and what it writes goes out at once), its
+exit status this process's. Its argv is
 the module's name then ARGS; its environment is exactly the --env pairs. It runs under the same
 limits as a served function; a stopped run exits with status 134.
 
@@ -62,12 +64,6 @@ pub fn run(mut parser: lexopt::Parser) -> Result<ExitCode, Error> {
         std::fs::read(&path).map_err(|e| Error(format!("cannot read {}: {e}", path.display())))?;
     let module =
         Module::compile(&wasm, limits).map_err(|e| Error(format!("{}: {e}", path.display())))?;
-    let mut stdin = Vec::new();
-    if !std::io::stdin().is_terminal() {
-        std::io::stdin()
-            .read_to_end(&mut stdin)
-            .map_err(|e| Error(format!("cannot read stdin: {e}")))?;
-    }
     let name = path.file_name().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
@@ -79,16 +75,13 @@ pub fn run(mut parser: lexopt::Parser) -> Result<ExitCode, Error> {
         Invocation {
             args: argv,
             env,
-            stdin,
+            stdin: Vec::new(),
             kv: None,
             // Admitted and shown, never delivered: there is no server here.
             topics: Some(engine::any_topic()),
+            console: Some(Arc::new(Stdio)),
         },
     );
-    // A closed pipe on our side is not the guest's failure.
-    let _ = std::io::stdout().write_all(&outcome.stdout);
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().write_all(&outcome.stderr);
     for message in &outcome.published {
         eprintln!(
             "wisp: published {} bytes to topic `{}` (not delivered: wisp run has no subscribers)",
@@ -101,6 +94,26 @@ pub fn run(mut parser: lexopt::Parser) -> Result<ExitCode, Error> {
         Err(stop) => {
             eprintln!("wisp: {}: {stop}", path.display());
             Ok(ExitCode::from(134))
+        }
+    }
+}
+
+/// This process's stdio, for the guest to read and write as it runs.
+struct Stdio;
+
+impl Console for Stdio {
+    fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        std::io::stdin().lock().read(buf)
+    }
+
+    fn write(&self, fd: i32, bytes: &[u8]) -> std::io::Result<()> {
+        if fd == 1 {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes)?;
+            out.flush()
+        } else {
+            // Unbuffered already.
+            std::io::stderr().lock().write_all(bytes)
         }
     }
 }

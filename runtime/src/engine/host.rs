@@ -12,6 +12,7 @@ use wasmi_core::LimiterError;
 
 use super::Limit;
 use super::publish::{Admit, Published};
+use super::run::Console;
 use crate::store::Grants;
 
 /// What a guest sees of the world: its arguments, environment and stdin, and the buffers its
@@ -21,6 +22,8 @@ pub(crate) struct HostState {
     pub env: Vec<String>,
     pub stdin: Vec<u8>,
     pub stdin_pos: usize,
+    /// Stdio attached to a terminal or pipes, in place of `stdin` and the buffers.
+    pub console: Option<Arc<dyn Console>>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub stdout_cap: usize,

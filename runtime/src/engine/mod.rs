@@ -25,7 +25,7 @@ pub use publish::{
     Admit, Hold, MAX_MESSAGE, MAX_MESSAGES, MAX_OUTBOX_BYTES, Published, Refused, any_topic,
     valid_topic,
 };
-pub use run::{Invocation, Outcome, Stop};
+pub use run::{Console, Invocation, Outcome, Stop};
 pub use scheduler::{Busy, DEFAULT_SLICE_FUEL, Scheduler, SchedulerConfig};
 
 /// Runs one invocation to its end on the calling thread, sleeping where the guest sleeps: for

@@ -306,6 +306,7 @@ impl Module {
         state.env = invocation.env;
         state.stdin = invocation.stdin;
         state.stdin_pos = 0;
+        state.console = invocation.console;
         state.stdout.clear();
         state.stderr.clear();
         state.limiter.refused = false;
@@ -369,6 +370,7 @@ impl Module {
             env: invocation.env,
             stdin: invocation.stdin,
             stdin_pos: 0,
+            console: invocation.console,
             stdout: Vec::new(),
             stderr: Vec::new(),
             stdout_cap: self.limits.stdout_bytes,

@@ -30,6 +30,18 @@ pub struct Invocation {
     pub kv: Option<Arc<Grants>>,
     /// The topics it may publish to; none when `None`.
     pub topics: Option<Arc<dyn Admit>>,
+    /// Where stdio goes when the guest runs attached (`wisp run`): stdin is read when the guest
+    /// reads it, and what it writes goes out at once, not buffered (and not capped). `None`
+    /// everywhere else: `stdin` is the input, and the output is kept for the [`Outcome`].
+    pub console: Option<Arc<dyn Console>>,
+}
+
+/// A terminal or pipes for a guest's stdio (see [`Invocation::console`]).
+pub trait Console: Send + Sync {
+    /// Reads what is there, blocking until something is or the input ends (`Ok(0)`).
+    fn read(&self, buf: &mut [u8]) -> std::io::Result<usize>;
+    /// Writes all of `bytes` to stdout (`fd` 1) or stderr (2), and flushes it.
+    fn write(&self, fd: i32, bytes: &[u8]) -> std::io::Result<()>;
 }
 
 /// What an invocation left behind.
@@ -318,6 +330,7 @@ fn finished(
     state.args = Vec::new();
     state.env = Vec::new();
     state.stdin = Vec::new();
+    state.console = None;
     state.kv = None;
     state.topics = None;
     module.recycle(store, handles);

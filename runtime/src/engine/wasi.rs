@@ -25,6 +25,7 @@ const SUCCESS: Errno = 0;
 const EBADF: Errno = 8;
 const EFAULT: Errno = 21;
 const EINVAL: Errno = 28;
+const EIO: Errno = 29;
 const ENOSYS: Errno = 52;
 const ENOTDIR: Errno = 54;
 const ENOTSOCK: Errno = 57;
@@ -284,6 +285,15 @@ fn fd_read(
             return Err(EBADF);
         }
         let (mem, state) = split(&mut caller)?;
+        if let Some(console) = &state.console {
+            // One read, into the first buffer with room, as `readv` on a pipe does.
+            let (ptr, len) = iovecs(mem, iovs, iovs_len)?
+                .into_iter()
+                .find(|&(_, len)| len > 0)
+                .unwrap_or((0, 0));
+            let n = console.read(bytes_mut(mem, ptr, len)?).map_err(|_| EIO)?;
+            return write_u32(mem, nread, n as u32);
+        }
         let mut total = 0usize;
         for (ptr, len) in iovecs(mem, iovs, iovs_len)? {
             let rest = &state.stdin[state.stdin_pos..];
@@ -309,6 +319,28 @@ fn fd_write(
     let Ok((mem, state)) = split(&mut caller) else {
         return Ok(EFAULT);
     };
+    if let Some(console) = &state.console {
+        if fd != 1 && fd != 2 {
+            return Ok(EBADF);
+        }
+        let Ok(vecs) = iovecs(mem, iovs, iovs_len) else {
+            return Ok(EFAULT);
+        };
+        let mut total = 0usize;
+        for (ptr, len) in vecs {
+            let Ok(r) = range(mem, ptr, len) else {
+                return Ok(EFAULT);
+            };
+            if console.write(fd, &mem[r]).is_err() {
+                return Ok(EIO);
+            }
+            total += len;
+        }
+        return Ok(match write_u32(mem, nwritten, total as u32) {
+            Ok(()) => SUCCESS,
+            Err(e) => e,
+        });
+    }
     let (out, cap, limit) = match fd {
         1 => (
             &mut state.stdout,
@@ -460,6 +492,9 @@ fn poll_oneoff(
                 // fd_read (1) or fd_write (2): stdio never blocks, other descriptors are bad.
                 let fd = u32::from_le_bytes(sub[16..20].try_into().expect("4 bytes")) as i32;
                 let (error, nbytes) = match fd {
+                    // Attached, a read may wait for input: say one byte, as a pipe with data
+                    // would, and let the read block.
+                    0 if state.console.is_some() => (SUCCESS, 1),
                     0 => (SUCCESS, (state.stdin.len() - state.stdin_pos) as u64),
                     1 | 2 => (SUCCESS, 0),
                     _ => (EBADF, 0),
