@@ -342,6 +342,9 @@ fn a_device_away_longer_than_the_log_rebuilds_from_the_snapshot() {
     let b = device_env(&redis, &data[1], "b", &env);
     assert_eq!(a.deploy("date", "date", "route=/api/date").status, 201);
     assert_eq!(deploy_greet(&a, "one").status, 201);
+    let gone = json(&a.deploy("gone", "trivial", "route=/gone"));
+    let gone = format!("wisp:{{default}}:module:{}", gone["hash"].as_str().unwrap());
+    assert_eq!(a.admin("DELETE", "/_wisp/functions/gone", b"").status, 200);
     all_greet(&[&b], "one");
 
     assert!(b.terminate().success());
@@ -356,8 +359,26 @@ fn a_device_away_longer_than_the_log_rebuilds_from_the_snapshot() {
         .unwrap();
     assert_eq!(length, 3);
 
+    let exists = |key: &str| -> bool {
+        redis::cmd("EXISTS")
+            .arg(key)
+            .query(&mut redis.connection())
+            .unwrap()
+    };
+    assert!(exists(&gone));
+
     let b = device_env(&redis, &data[1], "b", &env);
     all_greet(&[&b], "five");
+    // The module only trimmed entries named goes from Redis (each device collects at start);
+    // those the log or the snapshot name stay.
+    eventually(5, "the unneeded module to go", || {
+        (!exists(&gone)).then_some(())
+    });
+    let modules: Vec<String> = redis::cmd("KEYS")
+        .arg("wisp:{default}:module:*")
+        .query(&mut redis.connection())
+        .unwrap();
+    assert_eq!(modules.len(), 2, "{modules:?}");
     eventually(5, "clock on b", || {
         (b.get("/api/clock").status == 200).then_some(())
     });

@@ -8,13 +8,15 @@ use redis::{Connection, RedisResult};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::log::Skip;
+use super::log::{self, Skip};
 use super::{REPLY_TIMEOUT, Shared};
 
 /// Time between two heartbeats.
 pub const BEAT: Duration = Duration::from_secs(2);
 /// A device not heard of for this long is shown as away.
 const AWAY_AFTER: u64 = 10;
+/// Time between two collections of the modules Redis no longer needs to keep.
+const COLLECT_EVERY: Duration = Duration::from_secs(600);
 
 /// What a device says of itself in its heartbeat.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,13 +72,22 @@ fn redis_time(con: &mut Connection) -> RedisResult<u64> {
     Ok(seconds)
 }
 
-/// The heartbeat thread: a beat every [`BEAT`] or when nudged, and a last one at the stop.
+/// The heartbeat thread: a beat every [`BEAT`] or when nudged, and a last one at the stop;
+/// at start and every [`COLLECT_EVERY`], the modules no one needs go from Redis.
 pub fn run(shared: &Shared) {
     let mut con = None;
     let mut warned: Option<Instant> = None;
+    let mut collected: Option<Instant> = None;
     loop {
         let stopping = shared.stopped();
-        if let Err(e) = beat(shared, &mut con, stopping, &mut warned) {
+        let mut result = beat(shared, &mut con, stopping, &mut warned);
+        if let (Ok(()), Some(c)) = (&result, con.as_mut())
+            && collected.is_none_or(|at| at.elapsed() >= COLLECT_EVERY)
+        {
+            result = log::collect_modules(shared, c).map(drop);
+            collected = Some(Instant::now());
+        }
+        if let Err(e) = result {
             con = None;
             if !stopping {
                 shared.link.down(&e.to_string());

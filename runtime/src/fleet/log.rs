@@ -446,13 +446,18 @@ return 1
     )
 });
 
-/// Records a change in the log, atomically with its version number: a deploy takes the next
-/// number of its function (and at least `floor`, the next one this device knows of); a delete
-/// starts the numbers again, as a local delete does.
+/// Records a change in the log, atomically with its version number and its module: a deploy
+/// takes the next number of its function (and at least `floor`, the next one this device knows
+/// of); a delete starts the numbers again, as a local delete does. The module's bytes are
+/// stored if Redis lacks them, and its hash marked as named now, in the same step, so that
+/// [`COLLECT`] never takes a module an entry names.
 static RECORD: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"
 local op, name, version = ARGV[1], ARGV[2], ARGV[3]
+if ARGV[5] ~= '' then
+  redis.call('SET', KEYS[4], ARGV[11], 'NX')
+end
 if op == 'deploy' then
   version = redis.call('HINCRBY', KEYS[1], name, 1)
   local floor = tonumber(ARGV[4])
@@ -470,12 +475,54 @@ local id = redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[10], '*',
   'op', op, 'name', name, 'version', tostring(version), 'hash', ARGV[5], 'size', ARGV[6],
   'config', ARGV[7], 'origin', ARGV[8], 'at', at)
 if ARGV[5] ~= '' then
-  redis.call('ZADD', KEYS[3], now, ARGV[5])
+  redis.call('ZADD', KEYS[3], tonumber(string.match(id, '^(%d+)-')), ARGV[5])
 end
 return {tostring(version), id}
 ",
     )
 });
+
+/// Removes the modules that no entry left in the log names and that the snapshot does not
+/// serve: the log is bounded, and so, with this, is what Redis keeps of modules. A device that
+/// rolls back to an older version sends its module again.
+static COLLECT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #first == 0 then return 0 end
+local oldest = tonumber(string.match(first[1][1], '^(%d+)-'))
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. oldest)
+if #stale == 0 then return 0 end
+local keep = {}
+for _, record in ipairs(redis.call('HVALS', KEYS[3])) do
+  local ok, d = pcall(cjson.decode, record)
+  if ok and type(d['version']) == 'table' and d['version']['hash'] then
+    keep[d['version']['hash']] = true
+  end
+end
+local removed = 0
+for _, hash in ipairs(stale) do
+  if not keep[hash] then
+    redis.call('DEL', ARGV[1] .. hash)
+    redis.call('ZREM', KEYS[2], hash)
+    removed = removed + 1
+  end
+end
+return removed
+",
+    )
+});
+
+/// Runs [`COLLECT`]; the number of modules removed.
+pub fn collect_modules(shared: &Shared, con: &mut Connection) -> RedisResult<u64> {
+    let keys = &shared.keys;
+    COLLECT
+        .key(&keys.log)
+        .key(&keys.modules)
+        .key(&keys.functions)
+        .arg(keys.module(""))
+        .invoke(con)
+}
 
 /// A change to record.
 struct Change<'a> {
@@ -485,6 +532,8 @@ struct Change<'a> {
     version: Option<u32>,
     floor: u32,
     hash: &'a str,
+    /// The module's bytes, stored in Redis for the devices that lack them.
+    wasm: &'a [u8],
     size: u64,
     config: String,
     /// A rollback's version keeps its deploy time.
@@ -498,6 +547,7 @@ fn record(shared: &Shared, con: &mut Connection, change: Change) -> Result<Outco
         .key(&keys.versions)
         .key(&keys.log)
         .key(&keys.modules)
+        .key(keys.module(change.hash))
         .arg(change.op)
         .arg(change.name)
         .arg(change.version.map_or_else(String::new, |v| v.to_string()))
@@ -508,6 +558,7 @@ fn record(shared: &Shared, con: &mut Connection, change: Change) -> Result<Outco
         .arg(&shared.device)
         .arg(change.at.map_or_else(String::new, |at| at.to_string()))
         .arg(shared.log_len)
+        .arg(change.wasm)
         .invoke(con);
     let (version, id) = recorded.map_err(|e| {
         shared.link.down(&e.to_string());
@@ -552,15 +603,6 @@ impl Drop for Staged<'_> {
     }
 }
 
-/// Stores module bytes in Redis for the devices that lack them (once per content).
-fn upload(shared: &Shared, con: &mut Connection, hash: &str, wasm: &[u8]) -> RedisResult<()> {
-    redis::cmd("SET")
-        .arg(shared.keys.module(hash))
-        .arg(wasm)
-        .arg("NX")
-        .exec(con)
-}
-
 /// A connection for a change made on this device, once this device has applied every change
 /// the log holds: what the change is checked against here is the fleet's latest state (a
 /// delete right after a deploy answered by another device finds the function).
@@ -593,9 +635,8 @@ pub fn deploy(
         .record(&config.name)?
         .and_then(|r| r.versions.last().map(|v| v.version + 1))
         .unwrap_or(1);
-    upload(shared, &mut con, &hash, &wasm).map_err(|e| shared.away(&e))?;
-    let size = wasm.len() as u64;
-    let _staged = Staged::new(shared, &hash, Arc::new(wasm));
+    let wasm = Arc::new(wasm);
+    let _staged = Staged::new(shared, &hash, wasm.clone());
     let name = config.name.clone();
     let config = serde_json::to_string(&config).expect("configurations serialize");
     record(
@@ -607,7 +648,8 @@ pub fn deploy(
             version: None,
             floor,
             hash: &hash,
-            size,
+            wasm: &wasm,
+            size: wasm.len() as u64,
             config,
             at: None,
         },
@@ -620,7 +662,6 @@ pub fn rollback(shared: &Shared, name: &str, version: u32) -> Result<Outcome, De
     let mut con = current(shared, UPLOAD_TIMEOUT)?;
     let v = shared.deployed.check_rollback(name, version)?;
     let wasm = shared.deployed.module_bytes(&v.hash)?;
-    upload(shared, &mut con, &v.hash, &wasm).map_err(|e| shared.away(&e))?;
     record(
         shared,
         &mut con,
@@ -630,6 +671,7 @@ pub fn rollback(shared: &Shared, name: &str, version: u32) -> Result<Outcome, De
             version: Some(v.version),
             floor: 0,
             hash: &v.hash,
+            wasm: &wasm,
             size: v.size,
             config: serde_json::to_string(&v.config).expect("configurations serialize"),
             at: Some(v.deployed_at),
@@ -652,6 +694,7 @@ pub fn remove(shared: &Shared, name: &str) -> Result<Outcome, DeployError> {
             version: None,
             floor: 0,
             hash: "",
+            wasm: &[],
             size: 0,
             config: String::new(),
             at: None,

@@ -15,7 +15,9 @@
 //!   log entry come from one Lua script ([`log::record`]), so no two deploys get one number and
 //!   the numbers follow the log.
 //! - `module:{sha256}`: module bytes, by content; `modules`: a sorted set of those hashes, by
-//!   when an entry last named them.
+//!   the time (ms) of the last entry that named them. A module that no entry left in the log names and that the
+//!   snapshot does not serve is removed ([`log::collect_modules`], by each device at start and
+//!   every 10 minutes).
 //! - `functions`: the snapshot: per function, the record the latest entry applied left active
 //!   (or that it was deleted), kept by the devices as they apply. A device that was away longer
 //!   than the log holds rebuilds from it.
