@@ -1,6 +1,7 @@
 //! End-to-end tests: each starts the real `wisp` binary on an ephemeral loopback port, serves
 //! modules built from `functions/`, and talks to it over sockets.
 
+mod abuse;
 mod admin_cli;
 mod boards;
 mod cli;
