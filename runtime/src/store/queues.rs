@@ -12,11 +12,19 @@
 //! Key-value writes under a watched prefix push their change event in the same transaction as
 //! the write ([`Queues::set_watches`]), so no crash can keep one without the other.
 //!
+//! A dispatcher takes entries to deliver with [`Queues::claim`]: on a backend that several
+//! devices share (Redis), an entry claimed by one device is not handed to another while that
+//! device keeps it alive ([`Queues::touch`]); one that goes silent for the backend's
+//! [`visibility`](Queues::visibility) timeout loses its entries to the next device that claims.
+//! Timer ticks are claimed the same way ([`Queues::claim_tick`]), so that a tick runs on one
+//! device of a fleet.
+//!
 //! [`Store`]: super::Store
 //! [`Store::sync`]: super::Store::sync
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::KvError;
 
@@ -212,6 +220,42 @@ pub struct Finished {
     pub body: Vec<u8>,
 }
 
+/// What a dispatcher asks for when it claims entries of its queue.
+#[derive(Debug, Clone, Default)]
+pub struct Claim {
+    /// Entries it can start now: its free delivery slots.
+    pub want: usize,
+    /// The queue's concurrency: how many of its first entries may be delivered at once (on a
+    /// shared backend, across every device). An entry waiting out its backoff holds its place
+    /// in the window, so that a concurrency of 1 delivers in order.
+    pub window: usize,
+    /// The entries this device is delivering now: never handed out again meanwhile.
+    pub held: Vec<u64>,
+}
+
+/// The entries a claim got, due now and held by this device until settled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claimed {
+    pub entries: Vec<Entry>,
+    /// When (Unix ms) a claim may get more without a push: an entry in the window comes out
+    /// of its backoff, or a device holding one may have gone silent.
+    pub wake_at: Option<u64>,
+}
+
+/// How a claim of a timer's tick went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tick {
+    /// This device runs it: it is claimed (on a shared backend, leased until it is finished
+    /// or the lease runs out; claiming it again renews the lease).
+    Run,
+    /// It ran already, or a later tick did.
+    Done,
+    /// Another device is running a tick of this timer. `older`: an earlier tick, still
+    /// running, so this one is skipped. `retry_at` (Unix ms): when that device's lease runs
+    /// out if it goes silent; a claim then may take the tick over.
+    Busy { older: bool, retry_at: u64 },
+}
+
 /// The durable queues of a backend, and the small records the triggers keep beside them.
 pub trait Queues: Send + Sync + 'static {
     /// The watches in force from now on: a write under one pushes a change event to its queue
@@ -222,8 +266,32 @@ pub trait Queues: Send + Sync + 'static {
     /// Commits `ops` atomically, without waiting for the disk: `Store::sync` does that.
     fn apply(&self, ops: Vec<QueueOp>) -> super::Pending<()>;
 
-    /// The first `n` entries of `queue`, in order.
+    /// The first `n` entries of `queue`, in order, delivered or not. May block: not for an
+    /// executor thread.
     fn peek(&self, queue: &QueueKey, n: usize) -> Result<Vec<Entry>, KvError>;
+
+    /// Up to `claim.want` entries of `queue` that are due, in the window and not held
+    /// elsewhere, now held by this device; settle each with [`Queues::apply`].
+    fn claim(&self, queue: &QueueKey, claim: Claim) -> super::Pending<Claimed>;
+
+    /// Says that this device is still delivering `seqs` of `queue`, so that no other device
+    /// takes them over; a device calls it more often than [`Queues::visibility`].
+    fn touch(&self, _queue: &QueueKey, _seqs: &[u64]) -> super::Pending<()> {
+        super::Pending::ready(Ok(()))
+    }
+
+    /// How long entries and timer ticks claimed by a device that went silent stay claimed:
+    /// `None` where one device owns the backend.
+    fn visibility(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Fires when another device may have put entries in a queue this device has no
+    /// dispatcher for (a function's asynchronous calls); `None` where one device owns the
+    /// backend.
+    fn activity(&self) -> Option<Arc<event_listener::Event>> {
+        None
+    }
 
     /// What `queue` holds now.
     fn counts(&self, queue: &QueueKey) -> QueueCounts;
@@ -243,8 +311,15 @@ pub trait Queues: Send + Sync + 'static {
     /// beyond the newest `keep`. Returns how many went.
     fn expire_results(&self, before: u64, keep: usize) -> Result<usize, KvError>;
 
-    /// The last tick a timer ran for (Unix ms), if it ever ran.
-    fn timer_tick(&self, timer: &str) -> Result<Option<u64>, KvError>;
+    /// The last tick a timer ran for (Unix ms), if it ever ran. `fleet`: the timer runs once
+    /// per tick across the devices that share the backend, rather than on each.
+    fn timer_tick(&self, timer: &str, fleet: bool) -> Result<Option<u64>, KvError>;
 
-    fn set_timer_tick(&self, timer: &str, at: u64) -> Result<(), KvError>;
+    /// Claims `tick` of `timer` for this device (see [`Tick`]).
+    fn claim_tick(&self, timer: &str, tick: u64, fleet: bool) -> super::Pending<Tick>;
+
+    /// Says that the run of `tick` claimed by this device is over.
+    fn finish_tick(&self, _timer: &str, _tick: u64, _fleet: bool) -> super::Pending<()> {
+        super::Pending::ready(Ok(()))
+    }
 }

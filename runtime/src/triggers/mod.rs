@@ -239,13 +239,13 @@ async fn reconcile(ctx: Arc<Context>) {
                 continue;
             }
             let stats = ctx.timer_stats(&key);
-            let task = ctx.ex.spawn(timers::run(
-                ctx.clone(),
-                key.clone(),
+            let spec = timers::TimerSpec {
+                key: key.clone(),
                 function,
                 schedule,
-                stats,
-            ));
+                fleet: true,
+            };
+            let task = ctx.ex.spawn(timers::run(ctx.clone(), spec, stats));
             running.timers.insert(key, task);
         }
         changed.await;

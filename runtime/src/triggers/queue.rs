@@ -3,10 +3,18 @@
 //! acknowledged with the invocation's own commit when it succeeds, tried again after a backoff
 //! that doubles when it fails, moved to the dead letters after `max_attempts`.
 //!
-//! The dispatcher looks at the first `concurrency` entries of the queue (its window) and starts
-//! those that are due and not yet in flight; an entry waiting out its backoff keeps its place.
-//! With a concurrency of 1 the queue is therefore delivered strictly in order: a failing
-//! message holds back the ones behind it until it succeeds or is buried.
+//! The dispatcher claims entries from its backend ([`Queues::claim`]): those of the queue's
+//! first `concurrency` entries (its window) that are due and not yet being delivered; an
+//! entry waiting out its backoff keeps its place. With a concurrency of 1 the queue is
+//! therefore delivered strictly in order: a failing message holds back the ones behind it
+//! until it succeeds or is buried. On a backend a fleet shares, the window is the fleet's:
+//! `concurrency` deliveries at once across every device, so order holds there too; while a
+//! delivery runs, the dispatcher keeps its claim alive ([`Queues::touch`]), and entries held
+//! by a device that went silent are claimed by another once the backend's visibility timeout
+//! has passed.
+//!
+//! [`Queues::claim`]: crate::store::Queues::claim
+//! [`Queues::touch`]: crate::store::Queues::touch
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
@@ -22,13 +30,13 @@ use crate::deployed::Function;
 use crate::http::Body as HttpBody;
 use crate::invoke::{Invoked, Output};
 use crate::metrics::QueueStats;
-use crate::store::queues::{CallResult, Entry, Finished, QueueKey, QueueOp, Source};
-use crate::store::unix_ms;
+use crate::store::queues::{CallResult, Claim, Entry, Finished, QueueKey, QueueOp, Source};
+use crate::store::{KvError, unix_ms};
 
 /// How long a delivery that found the pool full waits before it is tried again. It is not
 /// counted as an attempt: nothing ran.
 const BUSY_WAIT: Duration = Duration::from_millis(50);
-/// How long the dispatcher waits after the backend failed to read its queue.
+/// How long the dispatcher waits after the backend failed to give it entries.
 const READ_FAILED_WAIT: Duration = Duration::from_secs(1);
 
 /// What a queue keeps across restarts of its dispatcher.
@@ -45,33 +53,45 @@ pub struct QueueState {
 pub(super) async fn dispatch(ctx: Arc<Context>, queue: QueueKey, settings: Settings) {
     let signal = ctx.backend.signal(&queue);
     let state = ctx.queue_state(&queue);
+    // Whether the last claim failed: a backend that is away is said once, not every second.
+    let mut failing = false;
     loop {
-        // Listening first: a push or a finished delivery between the read and the wait still
-        // wakes this loop.
+        // Listening first: a push or a finished delivery between the claim and the wait
+        // still wakes this loop.
         let pushed = signal.listen();
         let finished = state.done.listen();
-        let window = match ctx.backend.peek(&queue, settings.concurrency as usize) {
-            Ok(window) => window,
-            Err(e) => {
-                eprintln!("wisp: warning: cannot read the queue {queue}: {e}");
-                Timer::after(READ_FAILED_WAIT).await;
-                continue;
-            }
-        };
-        let now = unix_ms();
+        let held: Vec<u64> = lock(&state.in_flight).iter().copied().collect();
+        let want = (settings.concurrency as usize).saturating_sub(held.len());
         let mut wake_at = None;
-        for entry in window {
-            if entry.not_before > now {
-                wake_at =
-                    Some(wake_at.map_or(entry.not_before, |at: u64| at.min(entry.not_before)));
-                continue;
+        if want > 0 {
+            let claim = Claim {
+                want,
+                window: settings.concurrency as usize,
+                held,
+            };
+            let claimed = match ctx.backend.claim(&queue, claim).get().await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    if !failing || !matches!(e, KvError::Unavailable(_)) {
+                        eprintln!("wisp: warning: cannot read the queue {queue}: {e}");
+                    }
+                    failing = true;
+                    Timer::after(READ_FAILED_WAIT).await;
+                    continue;
+                }
+            };
+            if std::mem::take(&mut failing) {
+                eprintln!("wisp: the queue {queue} is delivered again");
             }
-            if !lock(&state.in_flight).insert(entry.seq) {
-                continue;
+            wake_at = claimed.wake_at;
+            for entry in claimed.entries {
+                if !lock(&state.in_flight).insert(entry.seq) {
+                    continue;
+                }
+                state.stats.in_flight.fetch_add(1, Relaxed);
+                let delivery = deliver(ctx.clone(), queue.clone(), settings, entry, state.clone());
+                ctx.ex.spawn(delivery).detach();
             }
-            state.stats.in_flight.fetch_add(1, Relaxed);
-            let delivery = deliver(ctx.clone(), queue.clone(), settings, entry, state.clone());
-            ctx.ex.spawn(delivery).detach();
         }
         let due = async {
             match wake_at {
@@ -95,7 +115,22 @@ async fn deliver(
     state: Arc<QueueState>,
 ) {
     let seq = entry.seq;
-    let busy = deliver_once(&ctx, &queue, settings, entry, &state.stats).await;
+    let delivery = deliver_once(&ctx, &queue, settings, entry, &state.stats);
+    let busy = match ctx.backend.visibility() {
+        // Keeps the claim alive while the function runs, however long it takes.
+        Some(visibility) => {
+            let keep_alive = async {
+                loop {
+                    Timer::after(visibility / 3).await;
+                    if let Err(e) = ctx.backend.touch(&queue, &[seq]).get().await {
+                        eprintln!("wisp: warning: cannot keep a delivery of {queue} claimed: {e}");
+                    }
+                }
+            };
+            delivery.or(keep_alive).await
+        }
+        None => delivery.await,
+    };
     if busy {
         Timer::after(BUSY_WAIT).await;
     }

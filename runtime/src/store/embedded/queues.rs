@@ -24,7 +24,8 @@ use redb::{
 use super::{Counts, Delta, Embedded, Signals, Tx, failed};
 use crate::store::codec;
 use crate::store::queues::{
-    Body, CallResult, DeadLetter, Entry, QueueCounts, QueueKey, QueueOp, Queues, Watch,
+    Body, CallResult, Claim, Claimed, DeadLetter, Entry, QueueCounts, QueueKey, QueueOp, Queues,
+    Tick, Watch,
 };
 use crate::store::{KvError, Pending, unix_ms};
 
@@ -453,6 +454,28 @@ impl Queues for Embedded {
         self.read_queue(QUEUE, queue, n, codec::decode_entry)
     }
 
+    /// The window is the first `claim.window` entries: one device delivers them all, so what
+    /// it does not hold is there to take.
+    fn claim(&self, queue: &QueueKey, claim: Claim) -> Pending<Claimed> {
+        let window = match self.peek(queue, claim.window) {
+            Ok(window) => window,
+            Err(e) => return Pending::ready(Err(e)),
+        };
+        let now = unix_ms();
+        let mut claimed = Claimed::default();
+        for entry in window {
+            if entry.not_before > now {
+                let at = claimed
+                    .wake_at
+                    .map_or(entry.not_before, |at| at.min(entry.not_before));
+                claimed.wake_at = Some(at);
+            } else if !claim.held.contains(&entry.seq) && claimed.entries.len() < claim.want {
+                claimed.entries.push(entry);
+            }
+        }
+        Pending::ready(Ok(claimed))
+    }
+
     fn counts(&self, queue: &QueueKey) -> QueueCounts {
         self.queues.count(queue)
     }
@@ -511,22 +534,29 @@ impl Queues for Embedded {
         .wait()
     }
 
-    fn timer_tick(&self, timer: &str) -> Result<Option<u64>, KvError> {
+    fn timer_tick(&self, timer: &str, _fleet: bool) -> Result<Option<u64>, KvError> {
         let txn = self.db.begin_read().map_err(failed)?;
         let table = txn.open_table(TIMERS).map_err(failed)?;
         let tick = table.get(timer).map_err(failed)?;
         Ok(tick.and_then(|v| Some(u64::from_le_bytes(v.value().try_into().ok()?))))
     }
 
-    fn set_timer_tick(&self, timer: &str, at: u64) -> Result<(), KvError> {
+    /// Recorded when the run starts, not when it ends: one device, so nobody else could run
+    /// it, and a run that crashed the device is not run again at the next start. Made
+    /// durable by the next flush.
+    fn claim_tick(&self, timer: &str, tick: u64, _fleet: bool) -> Pending<Tick> {
         let timer = timer.to_string();
         self.write(move |tx| {
             let mut table = tx.txn.open_table(TIMERS).map_err(failed)?;
+            let last = table.get(timer.as_str()).map_err(failed)?;
+            let last = last.and_then(|v| Some(u64::from_le_bytes(v.value().try_into().ok()?)));
+            if last.is_some_and(|last| last >= tick) {
+                return Ok(Tick::Done);
+            }
             table
-                .insert(timer.as_str(), &at.to_le_bytes()[..])
+                .insert(timer.as_str(), &tick.to_le_bytes()[..])
                 .map_err(failed)?;
-            Ok(())
+            Ok(Tick::Run)
         })
-        .wait()
     }
 }
