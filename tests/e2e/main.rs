@@ -14,6 +14,7 @@ mod limits;
 mod memory;
 mod redis_server;
 mod sdk;
+mod security;
 mod support;
 mod timers;
 mod topics;
