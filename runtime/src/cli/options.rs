@@ -20,8 +20,8 @@ Function limits (defaults for functions that set none):
 
 pub const SERVER_HELP: &str = "\
 Server options:
-      --board <NAME>         Defaults sized for a device: pi-zero-2w, pi-2, pi-3, pi-4, pi-5,
-                             x86-64, or none; `--board help` lists them. Options given here win
+      --board <NAME>         Defaults sized for a device: pi-1, pi-zero-2w, pi-2, pi-3, pi-4,
+                             pi-5, x86-64, or none; `--board help` lists them. Options given here win
                              [default: detected from the device's model, else none]
       --listen <ADDR>        Address to listen on [default: 0.0.0.0:8080]
       --data <DIR>           Data folder [default: $STATE_DIRECTORY, else ./wisp-data]
