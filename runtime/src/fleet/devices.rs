@@ -8,7 +8,8 @@ use redis::{Connection, RedisResult};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::log::{self, Skip};
+use super::changes;
+use super::log::Skip;
 use super::{REPLY_TIMEOUT, Shared};
 
 /// Time between two heartbeats.
@@ -84,7 +85,7 @@ pub fn run(shared: &Shared) {
         if let (Ok(()), Some(c)) = (&result, con.as_mut())
             && collected.is_none_or(|at| at.elapsed() >= COLLECT_EVERY)
         {
-            result = log::collect_modules(shared, c).map(drop);
+            result = changes::collect_modules(shared, c).map(drop);
             collected = Some(Instant::now());
         }
         if let Err(e) = result {

@@ -12,11 +12,11 @@
 //!   `delete`), `name`, `version`, `hash`, `size`, `config` (JSON), `origin` (the device), `at`
 //!   (when the version was deployed, Unix seconds). The stream's order is the fleet's order.
 //! - `versions`: per function, the last version number handed out. A deploy's number and its
-//!   log entry come from one Lua script ([`log::record`]), so no two deploys get one number and
+//!   log entry come from one Lua script ([`changes`]), so no two deploys get one number and
 //!   the numbers follow the log.
 //! - `module:{sha256}`: module bytes, by content; `modules`: a sorted set of those hashes, by
 //!   the time (ms) of the last entry that named them. A module that no entry left in the log names and that the
-//!   snapshot does not serve is removed ([`log::collect_modules`], by each device at start and
+//!   snapshot does not serve is removed ([`changes::collect_modules`], by each device at start and
 //!   every 10 minutes).
 //! - `functions`: the snapshot: per function, the record the latest entry applied left active
 //!   (or that it was deleted), kept by the devices as they apply. A device that was away longer
@@ -38,6 +38,7 @@
 //! refused with `503` (made on one device only, they would fork the fleet), and both threads
 //! reconnect with a backoff of at most [`MAX_BACKOFF`], then catch up.
 
+mod changes;
 mod devices;
 mod log;
 
@@ -356,17 +357,17 @@ impl Fleet {
         config: FunctionConfig,
         wasm: Vec<u8>,
     ) -> Result<(Arc<Function>, bool), DeployError> {
-        served(log::deploy(&self.shared, config, wasm)?)
+        served(changes::deploy(&self.shared, config, wasm)?)
     }
 
     /// Serves `version` of `name` again on every device. Blocks.
     pub fn rollback(&self, name: &str, version: u32) -> Result<Arc<Function>, DeployError> {
-        served(log::rollback(&self.shared, name, version)?).map(|(f, _)| f)
+        served(changes::rollback(&self.shared, name, version)?).map(|(f, _)| f)
     }
 
     /// Deletes `name` on every device. Blocks.
     pub fn remove(&self, name: &str) -> Result<(), DeployError> {
-        match log::remove(&self.shared, name)? {
+        match changes::remove(&self.shared, name)? {
             Outcome::Removed => Ok(()),
             Outcome::Failed(e) => Err(e),
             Outcome::Served(..) => unreachable!("a delete serves nothing"),
