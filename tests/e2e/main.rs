@@ -8,6 +8,7 @@ mod cli;
 mod deploy;
 mod examples;
 mod fleet;
+mod go;
 mod kv;
 mod kv_cli;
 mod limits;

@@ -31,7 +31,8 @@ Arguments:
   <MANIFEST>  The manifest, e.g. functions/wisp.json
 
 Options:
-      --build    Run each function's build command first
+      --build    Run each function's build command first; a function whose build made no
+                 module (its toolchain is missing, say) is left out with a line saying so
   -h, --help     Show this help
 
 ";
@@ -91,12 +92,34 @@ pub fn up(mut parser: lexopt::Parser) -> Result<ExitCode, Error> {
     }
     let manifest =
         manifest.ok_or_else(|| Error("up needs a manifest, e.g. functions/wisp.json".into()))?;
-    let manifest = Manifest::load(&manifest)?;
+    let mut manifest = Manifest::load(&manifest)?;
     if build {
         run_builds(&manifest)?;
+        skip_unbuilt(&mut manifest);
     }
     server::run(options, Some(&manifest))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Leaves out, with a line each, the functions whose build succeeded without making their
+/// module: a build skips an example whose toolchain is missing (`functions/build.sh` says which
+/// and how to add it), and the others are served all the same.
+fn skip_unbuilt(manifest: &mut Manifest) {
+    let unbuilt: Vec<String> = manifest
+        .functions
+        .iter()
+        .filter(|f| f.build.is_some() && !manifest.module_path(f).exists())
+        .map(|f| {
+            let path = manifest.module_path(f);
+            eprintln!(
+                "wisp: not serving `{}`: its build made no {}",
+                f.name,
+                path.display()
+            );
+            f.name.clone()
+        })
+        .collect();
+    manifest.functions.retain(|f| !unbuilt.contains(&f.name));
 }
 
 /// Runs each distinct build command once, in the manifest's folder.

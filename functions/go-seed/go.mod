@@ -1,0 +1,3 @@
+module wisp.example/go-seed
+
+go 1.21
