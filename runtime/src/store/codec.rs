@@ -84,6 +84,13 @@ impl<'a> In<'a> {
 /// An entry's stored value (its sequence number is in the key).
 pub fn entry(e: &Entry) -> Vec<u8> {
     let mut out = Out(Vec::with_capacity(64 + e.payload.len()));
+    write_head(&mut out, e);
+    out.bytes(&e.payload);
+    out.0
+}
+
+/// Everything of an entry but its payload.
+fn write_head(out: &mut Out, e: &Entry) {
     out.u8(VERSION);
     out.u32(e.attempts);
     out.u64(e.not_before);
@@ -102,7 +109,14 @@ pub fn entry(e: &Entry) -> Vec<u8> {
             out.strings(env);
         }
     }
-    out.bytes(&e.payload);
+}
+
+/// An entry's stored value without its payload, which comes last: the payload's length (u32,
+/// little-endian) and its bytes, which whoever has them adds (a script that computes the new
+/// value of a key). `e.payload` is left out.
+pub fn entry_head(e: &Entry) -> Vec<u8> {
+    let mut out = Out(Vec::with_capacity(64));
+    write_head(&mut out, e);
     out.0
 }
 
@@ -255,6 +269,10 @@ mod tests {
             let e = sample(body);
             let mut bytes = entry(&e);
             assert_eq!(decode_entry(&bytes, 7), Some(e.clone()));
+            let mut head = entry_head(&e);
+            head.extend_from_slice(&(e.payload.len() as u32).to_le_bytes());
+            head.extend_from_slice(&e.payload);
+            assert_eq!(head, bytes);
             set_retry(&mut bytes, 3, 42);
             let retried = decode_entry(&bytes, 7).unwrap();
             assert_eq!((retried.attempts, retried.not_before), (3, 42));

@@ -15,19 +15,19 @@
 //! published, can share a transaction or a durable commit.
 //!
 //! The backends: [`Embedded`], a redb file in the data folder, and [`RedisStore`], the
-//! key-value data a fleet of devices shares in Redis (a [`Store`] only, so far).
+//! key-value data and the queues a fleet of devices shares in Redis.
 
 mod codec;
 mod embedded;
 mod pending;
 pub mod queues;
-mod redis;
+pub(crate) mod redis;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use self::redis::RedisStore;
+pub use self::redis::{DEFAULT_VISIBILITY, RedisOptions, RedisStore};
 pub use embedded::Embedded;
 pub use pending::{Answer, Pending};
 pub use queues::Queues;

@@ -1,11 +1,51 @@
-//! The embedded backend's queues against a model, watches in the write's transaction, and what
-//! survives reopening.
+//! The queues' suite, run on both backends as the store's is (`on_both!`): the queues against
+//! a model, watches in the write's transaction, dead letters and results; then what survives
+//! reopening the embedded backend.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::queues::{Body, Push, QueueCounts, QueueKey, QueueOp, Queues, Source, Watch};
+use super::queues::{
+    Body, Claim, MAX_DEAD_LETTERS, Push, QueueCounts, QueueKey, QueueOp, Queues, Source, Tick,
+    Watch,
+};
 use super::*;
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod on_embedded {
+            use std::sync::Arc;
+            $(
+                #[test]
+                fn $name() {
+                    let (dir, db) = super::temp_db();
+                    super::$name(Arc::new(db));
+                    std::fs::remove_dir_all(dir).unwrap();
+                }
+            )*
+        }
+        mod on_redis {
+            use std::sync::Arc;
+
+            use crate::store::redis::test_server::TestServer;
+            $(
+                #[test]
+                fn $name() {
+                    let server = TestServer::start();
+                    super::$name(Arc::new(server.store("test")));
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    queues_behave_like_a_model,
+    a_watched_write_pushes_its_change_with_the_write,
+    dead_letters_are_capped_and_results_expire,
+    claims_take_the_due_entries_of_the_window,
+    timer_ticks_run_once,
+);
 
 fn temp_db() -> (std::path::PathBuf, Embedded) {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -37,9 +77,11 @@ struct Model {
     dead: BTreeMap<u64, (String, u32)>,
 }
 
-#[test]
-fn queues_behave_like_a_model() {
-    let (dir, db) = temp_db();
+/// The queues against a model: random pushes, acknowledgements, retries, burials, replays and
+/// purges over two queues. A replayed letter goes back to its place on the embedded backend
+/// and to the end of its queue on Redis (a stream only grows at its end): the model takes the
+/// place the backend gives it, and checks everything else.
+fn queues_behave_like_a_model(db: Arc<dyn Backend>) {
     let queues = [topic("a", "t"), topic("b", "t")];
     let mut models: [Model; 2] = Default::default();
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
@@ -114,7 +156,10 @@ fn queues_behave_like_a_model() {
                         }])
                         .wait()
                         .unwrap();
-                        model.pending.insert(seq, (id, 0));
+                        let entries = db.peek(queue, usize::MAX).unwrap();
+                        let back = entries.iter().find(|e| e.id == id).unwrap();
+                        assert_eq!(back.attempts, 0, "step {step}");
+                        model.pending.insert(back.seq, (id, 0));
                     } else {
                         db.apply(vec![QueueOp::Purge {
                             queue: queue.clone(),
@@ -140,37 +185,32 @@ fn queues_behave_like_a_model() {
         for e in &entries {
             assert_eq!(e.payload, e.id.as_bytes(), "step {step}");
         }
-        let dead: Vec<u64> = db
+        let dead: Vec<(u64, String, u32)> = db
             .dead_letters(queue, usize::MAX)
             .unwrap()
             .iter()
-            .map(|d| d.entry.seq)
+            .map(|d| (d.entry.seq, d.entry.id.clone(), d.entry.attempts))
             .collect();
-        assert_eq!(
-            dead,
-            model.dead.keys().copied().collect::<Vec<_>>(),
-            "step {step}"
-        );
+        let expected: Vec<(u64, String, u32)> = model
+            .dead
+            .iter()
+            .map(|(s, (id, a))| (*s, id.clone(), *a))
+            .collect();
+        assert_eq!(dead, expected, "step {step}");
         let counts = QueueCounts {
             pending: model.pending.len() as u64,
             dead: model.dead.len() as u64,
         };
         assert_eq!(db.counts(queue), counts, "step {step}");
     }
-    // Durable and counted again after reopening; new entries go after the old ones.
-    db.sync().wait().unwrap();
-    drop(db);
-    let db = Embedded::open(&dir.join("kv.redb"), 1 << 20).unwrap();
-    for (queue, model) in queues.iter().zip(&models) {
-        let counts = db.counts(queue);
-        assert_eq!(counts.pending, model.pending.len() as u64);
-        assert_eq!(counts.dead, model.dead.len() as u64);
-        db.apply(vec![push(queue, "after", b"x")]).wait().unwrap();
-        let last = db.peek(queue, usize::MAX).unwrap().pop().unwrap();
-        assert_eq!(last.id, "after");
-        let highest = model.pending.keys().chain(model.dead.keys()).max();
-        assert!(highest.is_none_or(|h| last.seq > *h));
-    }
+    let listed: Vec<QueueKey> = db.queues().into_iter().map(|(q, _)| q).collect();
+    let holding: Vec<QueueKey> = queues
+        .iter()
+        .zip(&models)
+        .filter(|(_, m)| !m.pending.is_empty() || !m.dead.is_empty())
+        .map(|(q, _)| q.clone())
+        .collect();
+    assert_eq!(listed, holding);
     db.apply(vec![QueueOp::Drop {
         queue: queues[0].clone(),
     }])
@@ -179,14 +219,45 @@ fn queues_behave_like_a_model() {
     assert_eq!(db.counts(&queues[0]), QueueCounts::default());
     assert!(db.peek(&queues[0], 10).unwrap().is_empty());
     assert!(db.dead_letters(&queues[0], 10).unwrap().is_empty());
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
-fn a_watched_write_pushes_its_change_in_the_same_transaction() {
+fn queues_survive_reopening() {
     let (dir, db) = temp_db();
-    let db = Arc::new(db);
-    let store: Arc<dyn Store> = db.clone();
+    let queue = topic("a", "t");
+    for i in 0..5 {
+        db.apply(vec![push(&queue, &format!("m{i}"), b"x")])
+            .wait()
+            .unwrap();
+    }
+    let seqs: Vec<u64> = db.peek(&queue, 10).unwrap().iter().map(|e| e.seq).collect();
+    let bury = QueueOp::Bury {
+        queue: queue.clone(),
+        seq: seqs[1],
+        attempts: 2,
+        error: "e".into(),
+    };
+    db.apply(vec![bury]).wait().unwrap();
+    // Durable and counted again after reopening; new entries go after the old ones.
+    db.sync().wait().unwrap();
+    drop(db);
+    let db = Embedded::open(&dir.join("kv.redb"), 1 << 20).unwrap();
+    assert_eq!(
+        db.counts(&queue),
+        QueueCounts {
+            pending: 4,
+            dead: 1
+        }
+    );
+    db.apply(vec![push(&queue, "after", b"x")]).wait().unwrap();
+    let last = db.peek(&queue, usize::MAX).unwrap().pop().unwrap();
+    assert_eq!(last.id, "after");
+    assert!(last.seq > seqs[4]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn a_watched_write_pushes_its_change_with_the_write(db: Arc<dyn Backend>) {
+    let store: Arc<dyn Store> = db.clone().as_store();
     let queue = QueueKey::new(
         "watcher",
         Source::Kv {
@@ -199,7 +270,7 @@ fn a_watched_write_pushes_its_change_in_the_same_transaction() {
         prefix: b"w/".to_vec(),
         queue: queue.clone(),
     };
-    db.set_watches(vec![watch], 2);
+    db.set_watches(vec![watch], 3);
     let grants = |f| Grants::new(&store, f, &[], &["s".into()]);
     // The scopes alone are kept: the grants (and their references to the store) go.
     let writer = grants("writer").get(b"s").unwrap().clone();
@@ -209,6 +280,13 @@ fn a_watched_write_pushes_its_change_in_the_same_transaction() {
     watcher.set(b"w/mine", b"not for me").wait().unwrap();
     assert!(writer.delete(b"w/1").wait().unwrap());
     assert!(!writer.delete(b"w/1").wait().unwrap());
+    assert!(
+        !writer
+            .compare_and_swap(b"w/c", Some(b"x"), None)
+            .wait()
+            .unwrap()
+    );
+    assert_eq!(writer.increment(b"w/n", 5).wait(), Ok(5));
     let changes: Vec<(Body, Vec<u8>)> = db
         .peek(&queue, 10)
         .unwrap()
@@ -224,26 +302,58 @@ fn a_watched_write_pushes_its_change_in_the_same_transaction() {
         [
             (change(b"w/1", false), b"one".to_vec()),
             (change(b"w/1", true), Vec::new()),
+            (change(b"w/n", false), b"5".to_vec()),
         ]
     );
     // Full: the write is refused, and does not happen.
     assert_eq!(writer.set(b"w/2", b"two").wait(), Err(KvError::QueueFull));
     assert_eq!(writer.get(b"w/2").wait().unwrap(), None);
     assert_eq!(writer.increment(b"w/n", 1).wait(), Err(KvError::QueueFull));
-    assert_eq!(db.counts(&queue).pending, 2);
-    // Made durable with the write: both come back after reopening.
-    db.sync().wait().unwrap();
-    drop((writer, watcher, store, db));
-    let db = Embedded::open(&dir.join("kv.redb"), 1 << 20).unwrap();
-    assert_eq!(db.counts(&queue).pending, 2);
-    std::fs::remove_dir_all(dir).unwrap();
+    assert_eq!(
+        writer.get(b"w/n").wait().unwrap().as_deref(),
+        Some(&b"5"[..])
+    );
+    assert_eq!(
+        writer.compare_and_swap(b"w/n", Some(b"5"), None).wait(),
+        Err(KvError::QueueFull)
+    );
+    assert_eq!(writer.delete(b"w/n").wait(), Err(KvError::QueueFull));
+    assert!(writer.exists(b"w/n").wait().unwrap());
+    // Writes elsewhere, and the watcher's own, go on.
+    writer.set(b"elsewhere", b"y").wait().unwrap();
+    watcher.set(b"w/mine", b"again").wait().unwrap();
+    assert_eq!(db.counts(&queue).pending, 3);
 }
 
 #[test]
-fn dead_letters_are_capped_and_results_expire() {
+fn a_watched_change_is_durable_with_its_write() {
     let (dir, db) = temp_db();
+    let db = Arc::new(db);
+    let queue = QueueKey::new(
+        "watcher",
+        Source::Kv {
+            store: "s".into(),
+            prefix: "".into(),
+        },
+    );
+    let watch = Watch {
+        namespace: namespace("s", None),
+        prefix: Vec::new(),
+        queue: queue.clone(),
+    };
+    db.set_watches(vec![watch], 10);
+    let key = [namespace("s", None), b"k".to_vec()].concat();
+    db.set(&key, b"v", Some("writer")).wait().unwrap();
+    db.sync().wait().unwrap();
+    drop(db);
+    let db = Embedded::open(&dir.join("kv.redb"), 1 << 20).unwrap();
+    assert_eq!(db.counts(&queue).pending, 1);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn dead_letters_are_capped_and_results_expire(db: Arc<dyn Backend>) {
     let queue = topic("f", "t");
-    let total = queues_cap() + 5;
+    let total = MAX_DEAD_LETTERS + 5;
     for i in 0..total {
         db.apply(vec![push(&queue, &format!("m{i}"), b"x")])
             .wait()
@@ -258,10 +368,12 @@ fn dead_letters_are_capped_and_results_expire() {
         db.apply(vec![op]).wait().unwrap();
     }
     let dead = db.dead_letters(&queue, usize::MAX).unwrap();
-    assert_eq!(dead.len() as u64, queues_cap());
-    assert_eq!(db.counts(&queue).dead, queues_cap());
+    assert_eq!(dead.len() as u64, MAX_DEAD_LETTERS);
+    assert_eq!(db.counts(&queue).dead, MAX_DEAD_LETTERS);
     // The oldest went first.
     assert_eq!(dead[0].entry.id, "m5");
+    assert_eq!(dead[0].error, "e");
+    assert!(dead[0].dead_at > 0);
     for (i, at) in [(0, 100), (1, 200), (2, 300)] {
         let result = queues::CallResult {
             function: "f".into(),
@@ -285,9 +397,95 @@ fn dead_letters_are_capped_and_results_expire() {
     assert_eq!(db.expire_results(0, 1).unwrap(), 1);
     assert!(db.result("r1").unwrap().is_none());
     assert_eq!(db.result("r2").unwrap().unwrap().done.unwrap().body, b"ok");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
-fn queues_cap() -> u64 {
-    embedded::MAX_DEAD_LETTERS
+/// A claim hands out the due entries of the window that nobody holds, at most as many as
+/// asked for; an entry waiting out its backoff keeps its place and says when it is due.
+fn claims_take_the_due_entries_of_the_window(db: Arc<dyn Backend>) {
+    let queue = topic("f", "t");
+    for i in 0..5 {
+        db.apply(vec![push(&queue, &format!("m{i}"), b"x")])
+            .wait()
+            .unwrap();
+    }
+    let claim = |want, window, held: &[u64]| {
+        let claim = Claim {
+            want,
+            window,
+            held: held.to_vec(),
+        };
+        db.claim(&queue, claim).wait().unwrap()
+    };
+    let ids = |claimed: &queues::Claimed| -> Vec<String> {
+        claimed.entries.iter().map(|e| e.id.clone()).collect()
+    };
+    let first = claim(1, 2, &[]);
+    assert_eq!(ids(&first), ["m0"]);
+    let seq0 = first.entries[0].seq;
+    // m0 is held: the window of 2 has room for m1 only.
+    let second = claim(5, 2, &[seq0]);
+    assert_eq!(ids(&second), ["m1"]);
+    let seq1 = second.entries[0].seq;
+    assert!(claim(5, 2, &[seq0, seq1]).entries.is_empty());
+    // m0 fails and waits 300 ms: it keeps its place, so m2 stays behind it.
+    let retry = QueueOp::Retry {
+        queue: queue.clone(),
+        seq: seq0,
+        attempts: 1,
+        not_before: unix_ms() + 300,
+    };
+    db.apply(vec![retry]).wait().unwrap();
+    let waiting = claim(5, 2, &[seq1]);
+    assert!(waiting.entries.is_empty(), "{waiting:?}");
+    let wake_at = waiting.wake_at.expect("a wake-up for the backoff");
+    assert!(
+        wake_at > unix_ms() + 100 && wake_at <= unix_ms() + 400,
+        "{wake_at}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(350));
+    let again = claim(5, 2, &[seq1]);
+    assert_eq!(ids(&again), ["m0"]);
+    assert_eq!(again.entries[0].attempts, 1);
+    // Settled, both leave the window to the next ones, in order.
+    let acks = [seq0, seq1].map(|seq| QueueOp::Ack {
+        queue: queue.clone(),
+        seq,
+    });
+    db.apply(acks.to_vec()).wait().unwrap();
+    assert_eq!(ids(&claim(5, 3, &[])), ["m2", "m3", "m4"]);
+}
+
+/// A tick is run once: claimed, it is not claimed again.
+fn timer_ticks_run_once(db: Arc<dyn Backend>) {
+    assert_eq!(db.timer_tick("f every 1s", true).unwrap(), None);
+    assert_eq!(
+        db.claim_tick("f every 1s", 1000, true).wait(),
+        Ok(Tick::Run)
+    );
+    db.finish_tick("f every 1s", 1000, true).wait().unwrap();
+    assert_eq!(
+        db.claim_tick("f every 1s", 1000, true).wait(),
+        Ok(Tick::Done)
+    );
+    assert_eq!(
+        db.claim_tick("f every 1s", 900, true).wait(),
+        Ok(Tick::Done)
+    );
+    assert_eq!(db.timer_tick("f every 1s", true).unwrap(), Some(1000));
+    assert_eq!(
+        db.claim_tick("f every 1s", 2000, true).wait(),
+        Ok(Tick::Run)
+    );
+    db.finish_tick("f every 1s", 2000, true).wait().unwrap();
+    assert_eq!(db.timer_tick("f every 1s", true).unwrap(), Some(2000));
+    // A device's own timer is recorded when its run starts.
+    assert_eq!(
+        db.claim_tick("g every 1s", 1000, false).wait(),
+        Ok(Tick::Run)
+    );
+    assert_eq!(db.timer_tick("g every 1s", false).unwrap(), Some(1000));
+    assert_eq!(
+        db.claim_tick("g every 1s", 1000, false).wait(),
+        Ok(Tick::Done)
+    );
 }

@@ -28,6 +28,9 @@ use std::time::Duration;
 
 use super::KvError;
 
+/// Dead letters kept per queue; past it, the oldest go.
+pub const MAX_DEAD_LETTERS: u64 = 1000;
+
 /// Where a queue's entries come from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Source {

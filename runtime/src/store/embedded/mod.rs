@@ -14,9 +14,6 @@
 mod commit;
 mod queues;
 
-#[cfg(test)]
-pub use queues::MAX_DEAD_LETTERS;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};

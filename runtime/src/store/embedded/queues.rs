@@ -24,8 +24,8 @@ use redb::{
 use super::{Counts, Delta, Embedded, Signals, Tx, failed};
 use crate::store::codec;
 use crate::store::queues::{
-    Body, CallResult, Claim, Claimed, DeadLetter, Entry, QueueCounts, QueueKey, QueueOp, Queues,
-    Tick, Watch,
+    Body, CallResult, Claim, Claimed, DeadLetter, Entry, MAX_DEAD_LETTERS, QueueCounts, QueueKey,
+    QueueOp, Queues, Tick, Watch,
 };
 use crate::store::{KvError, Pending, unix_ms};
 
@@ -38,9 +38,6 @@ const RESULTS: TableDefinition<&str, Bytes> = TableDefinition::new("results");
 const RESULTS_BY_TIME: TableDefinition<Bytes, Bytes> = TableDefinition::new("results_by_time");
 /// Value: the tick (u64, little-endian).
 const TIMERS: TableDefinition<&str, Bytes> = TableDefinition::new("timers");
-
-/// Dead letters kept per queue; past it, the oldest go.
-pub const MAX_DEAD_LETTERS: u64 = 1000;
 
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), KvError> {
     txn.open_table(QUEUE).map_err(failed)?;

@@ -336,6 +336,11 @@ fn reply(value: Value) -> Result<Value, KvError> {
         None => e.code().to_string(),
     };
     use ServerErrorKind::{BusyLoading, ClusterDown, MasterDown, TryAgain};
+    // A script's own refusal: a queue (a watcher's, a subscriber's) is at its depth cap, and
+    // the script changed nothing.
+    if e.code() == "QUEUE_FULL" {
+        return Err(KvError::QueueFull);
+    }
     match e.kind() {
         Some(BusyLoading | TryAgain | MasterDown | ClusterDown) => Err(KvError::Unavailable(why)),
         _ => Err(KvError::Failed(format!("Redis answered {why}"))),

@@ -1,10 +1,39 @@
 //! Where a fleet's data lives in Redis, and the byte ranges that listing by prefix reads.
+//!
+//! Under `wisp:{FLEET}:`, the key-value data:
+//!
+//! - `kv:KEY`: the value of `KEY`; `kv-index`: a sorted set of every key (see [`Keys`]).
+//!
+//! The queues of events, each named by its [`QueueKey::encode`] form `NAME` (`payment
+//! topic:orders`):
+//!
+//! - `queue:NAME`: a stream of its entries, each with the ID `0-SEQ` (`SEQ` from `seq`, one
+//!   counter for the fleet, so a queue's entries sort in push order) and one field `e`, the
+//!   entry's stored form (`store/codec.rs`); a consumer group named after the queue's function,
+//!   whose consumers are the devices, holds what each device is delivering;
+//! - `tries:NAME`: a hash of `SEQ` to `ATTEMPTS NOT_BEFORE` for each entry that failed a
+//!   delivery (`NOT_BEFORE`, Redis's clock in ms, is 0 once the entry is claimed again);
+//! - `dead:NAME` (`SEQ` to the entry's stored form), `dead-info:NAME` (`SEQ` to
+//!   `ATTEMPTS DEAD_AT ERROR_LENGTH ERROR`) and `dead-order:NAME` (a sorted set of `SEQ`): the
+//!   dead letters;
+//! - `queues`: a set of every `NAME` that may hold anything.
+//!
+//! The triggers' records: `results` (call id to its stored result) and `results-by-time` (a
+//! sorted set of the done ones by when they finished); `timers` (a hash of a timer's name to
+//! the last tick that ran) and `tick:TIMER`, the lease of the device running a tick.
+//!
+//! The scripts build the queue's keys from the prefix and `NAME` (`queue_scripts.rs`): every
+//! key shares the fleet's hash tag, so a script's keys are always in one slot.
+//!
+//! [`QueueKey::encode`]: crate::store::queues::QueueKey::encode
 
 /// The names of one fleet's keys: everything under `wisp:{FLEET}:`.
 ///
 /// The braces are literal: they make the fleet's name a Redis Cluster hash tag, so that every
 /// key of a fleet is in one slot, as a script that touches a value and the index needs.
 pub(super) struct Keys {
+    /// `wisp:{FLEET}:`
+    prefix: Vec<u8>,
     /// `wisp:{FLEET}:kv:`, followed by the key.
     value: Vec<u8>,
     /// `wisp:{FLEET}:kv-index`: a sorted set of every key, all with score 0, so that Redis
@@ -15,9 +44,15 @@ pub(super) struct Keys {
 impl Keys {
     pub(super) fn new(fleet: &str) -> Keys {
         Keys {
+            prefix: format!("wisp:{{{fleet}}}:").into_bytes(),
             value: format!("wisp:{{{fleet}}}:kv:").into_bytes(),
             index: format!("wisp:{{{fleet}}}:kv-index").into_bytes(),
         }
+    }
+
+    /// `wisp:{FLEET}:`, which the queues' scripts build their keys on.
+    pub(super) fn prefix(&self) -> &[u8] {
+        &self.prefix
     }
 
     /// The Redis key that holds the value of `key`.

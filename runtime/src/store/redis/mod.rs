@@ -1,5 +1,5 @@
-//! The Redis backend: the key-value data that the devices of a fleet share, in one Redis
-//! (DESIGN.md, "Fleet"). It is a [`Store`] only: the queues of events stay embedded for now.
+//! The Redis backend: the key-value data and the queues of events that the devices of a fleet
+//! share, in one Redis (DESIGN.md, "Fleet"). The queues are `queues.rs`.
 //!
 //! **How it works.** One thread (`wisp-redis`, `client.rs`) owns the connection, redis-rs's
 //! synchronous one: no async runtime. Every operation is a request to that thread, answered
@@ -14,9 +14,12 @@
 //! every `K` with score 0, so that listing by prefix is a `ZRANGE ... BYLEX` over a range of
 //! the index, never a `SCAN` of the keyspace.
 //!
-//! **Writes** are Lua scripts (`scripts.rs`), one per operation: the value and the index change
-//! together, atomically across every device, and counters follow the embedded store's rules
-//! exactly.
+//! **Writes** are Lua scripts (`scripts.rs`), one per operation: the value, the index and the
+//! change events of the key's watchers change together, atomically across every device, and
+//! counters follow the embedded store's rules exactly. A watcher's queue at its depth cap
+//! refuses the write ([`KvError::QueueFull`]), which then does not happen. The watches are
+//! this device's (those of the functions it serves): a device applies a deploy that adds a
+//! watch within moments of the others, and its writes reach the watcher from then on.
 //!
 //! **Durability.** Redis answers a write once it has applied it. Whether it is on disk by then
 //! is the server's configuration: with `appendonly yes` and `appendfsync always` (what the
@@ -33,14 +36,21 @@
 //! answered `Unavailable` may or may not have happened: it may have reached Redis before the
 //! connection broke.
 
-mod address;
+pub(crate) mod address;
 mod client;
 mod keys;
+mod queue_scripts;
+#[cfg(test)]
+mod queue_tests;
+mod queues;
 mod scripts;
 #[cfg(test)]
 pub(crate) mod test_server;
 #[cfg(test)]
 mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use redis::{RedisError, Value};
 
@@ -49,21 +59,59 @@ use self::keys::{Keys, lex_range};
 use super::{KvError, Pending, Store};
 use crate::config::valid_name;
 
-/// The key-value data of one fleet, in Redis.
+#[cfg(test)]
+use queues::REFRESH;
+
+/// How long entries and timer ticks claimed by a device that went silent stay claimed, unless
+/// set: 30 s.
+pub const DEFAULT_VISIBILITY: Duration = Duration::from_secs(30);
+
+/// How a device uses the fleet's Redis.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// The device's name: the consumer its claims are held under, and the holder of the timer
+    /// ticks it runs. Each device of a fleet needs its own. Default `wisp`.
+    pub device: String,
+    /// How long the entries a device claimed (and the ticks it leased) stay its own after it
+    /// last said it is alive: a device that dies holding them loses them to another after
+    /// this long. A live device says so every third of it, however long its deliveries run.
+    /// Default [`DEFAULT_VISIBILITY`].
+    pub visibility: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            device: "wisp".into(),
+            visibility: DEFAULT_VISIBILITY,
+        }
+    }
+}
+
+/// The key-value data and the queues of one fleet, in Redis.
 pub struct RedisStore {
-    client: Client,
+    // Stopped first: it asks through the client.
+    _refresher: queues::Refresher,
+    client: Arc<Client>,
     keys: Keys,
+    queues: Arc<queues::State>,
 }
 
 impl RedisStore {
     /// Connects to the Redis at `url` (`redis://[:PASSWORD@]HOST:PORT/DB`, `PORT` 6379 and
     /// `DB` 0 when left out) for the fleet `fleet` (1 to 63 of `a-z`, `0-9`, `-`): devices
-    /// that name the same Redis and fleet share their data.
+    /// that name the same Redis and fleet share their data. The device is `wisp`, with the
+    /// default visibility timeout ([`RedisStore::open`] names them).
     ///
     /// Fails with [`KvError::Unavailable`] if Redis cannot be reached within the connect
     /// timeout, and with [`KvError::Failed`] for a URL or fleet name that is not valid or a
     /// password that Redis refuses.
     pub fn connect(url: &str, fleet: &str) -> Result<RedisStore, KvError> {
+        RedisStore::open(url, fleet, RedisOptions::default())
+    }
+
+    /// [`RedisStore::connect`], as the device `options` names.
+    pub fn open(url: &str, fleet: &str, options: RedisOptions) -> Result<RedisStore, KvError> {
         if !valid_name(fleet) {
             return Err(KvError::Failed(format!(
                 "the fleet name `{fleet}` is not 1 to 63 of a-z, 0-9 and -"
@@ -71,10 +119,17 @@ impl RedisStore {
         }
         let info = address::connection_info(url)?;
         let address = info.addr().to_string();
-        let client = Client::connect(info).map_err(|e| connect_error(&address, &e))?;
+        let client = Arc::new(Client::connect(info).map_err(|e| connect_error(&address, &e))?);
+        let keys = Keys::new(fleet);
+        let visibility = options.visibility.max(Duration::from_millis(10));
+        let queues = Arc::new(queues::State::new(options.device, visibility));
+        let refresher =
+            queues::Refresher::start(client.clone(), queues.clone(), keys.prefix().to_vec());
         Ok(RedisStore {
+            _refresher: refresher,
             client,
-            keys: Keys::new(fleet),
+            keys,
+            queues,
         })
     }
 }
@@ -115,13 +170,29 @@ impl Store for RedisStore {
     }
 
     fn set(&self, key: &[u8], value: &[u8], by: Option<&str>) -> Pending<()> {
-        let cmd = scripts::set(&self.keys, key, value, by);
-        self.client.ask(Some(cmd), |v| integer(v).map(drop))
+        let mut cmd = scripts::set(&self.keys, key, value, by);
+        let watchers = self.queues.watchers(key, by, false);
+        watchers.add_to(&mut cmd);
+        let state = self.queues.clone();
+        self.client.ask(Some(cmd), move |v| {
+            integer(v)?;
+            state.pushed(&watchers.queues);
+            Ok(())
+        })
     }
 
     fn delete(&self, key: &[u8], by: Option<&str>) -> Pending<bool> {
-        let cmd = scripts::delete(&self.keys, key, by);
-        self.client.ask(Some(cmd), |v| integer(v).map(|n| n == 1))
+        let mut cmd = scripts::delete(&self.keys, key, by);
+        let watchers = self.queues.watchers(key, by, true);
+        watchers.add_to(&mut cmd);
+        let state = self.queues.clone();
+        self.client.ask(Some(cmd), move |v| {
+            let existed = integer(v)? == 1;
+            if existed {
+                state.pushed(&watchers.queues);
+            }
+            Ok(existed)
+        })
     }
 
     fn exists(&self, key: &[u8]) -> Pending<bool> {
@@ -153,12 +224,18 @@ impl Store for RedisStore {
     }
 
     fn increment(&self, key: &[u8], delta: i64, by: Option<&str>) -> Pending<i64> {
-        let cmd = scripts::increment(&self.keys, key, delta, by);
-        self.client.ask(Some(cmd), |value| {
+        let mut cmd = scripts::increment(&self.keys, key, delta, by);
+        let watchers = self.queues.watchers(key, by, false);
+        watchers.add_to(&mut cmd);
+        let state = self.queues.clone();
+        self.client.ask(Some(cmd), move |value| {
             // Nil: not a number, or the sum would overflow; nothing changed.
             let text = bytes(value)?.ok_or(KvError::NotANumber)?;
             match std::str::from_utf8(&text).ok().and_then(|s| s.parse().ok()) {
-                Some(n) => Ok(n),
+                Some(n) => {
+                    state.pushed(&watchers.queues);
+                    Ok(n)
+                }
                 None => Err(unexpected(&Value::BulkString(text))),
             }
         })
@@ -171,8 +248,17 @@ impl Store for RedisStore {
         new: Option<&[u8]>,
         by: Option<&str>,
     ) -> Pending<bool> {
-        let cmd = scripts::compare_and_swap(&self.keys, key, expected, new, by);
-        self.client.ask(Some(cmd), |v| integer(v).map(|n| n == 1))
+        let mut cmd = scripts::compare_and_swap(&self.keys, key, expected, new, by);
+        let watchers = self.queues.watchers(key, by, new.is_none());
+        watchers.add_to(&mut cmd);
+        let state = self.queues.clone();
+        self.client.ask(Some(cmd), move |v| {
+            let swapped = integer(v)? == 1;
+            if swapped {
+                state.pushed(&watchers.queues);
+            }
+            Ok(swapped)
+        })
     }
 
     fn sync(&self) -> Pending<()> {

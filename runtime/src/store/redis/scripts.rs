@@ -1,15 +1,16 @@
-//! The writes, each one Lua script that Redis runs atomically: the value and the index change
-//! together, and no other client's command runs in between (so two devices incrementing the
-//! same key never lose an update).
+//! The writes, each one Lua script that Redis runs atomically: the value, the index and the
+//! change events of the key's watchers change together, and no other client's command runs
+//! in between (so two devices incrementing the same key never lose an update, and no change
+//! is recorded without its event or the other way round).
 //!
-//! Every script takes the same first keys and arguments, so that what all writes will do
-//! together can be added in one place:
+//! Every script takes the same first keys and arguments:
 //!
-//! - `KEYS[1]`: the value's Redis key; `KEYS[2]`: the index (see `keys.rs`);
-//! - `ARGV[1]`: who writes (a function's name, empty for the operator). Unused for now: the
-//!   scripts will append the change event to the fleet's stream of key changes, in the same
-//!   script as the write, and a watcher skips the events of its own writes by it;
-//! - `ARGV[2]`: the key as the index holds it.
+//! - `KEYS[1]`: the value's Redis key; `KEYS[2]`: the index; `KEYS[3]`: the fleet's prefix,
+//!   which the queues' keys are built on (see `keys.rs`);
+//! - `ARGV[1]`: who writes (a function's name, empty for the operator), for the logs of a
+//!   script error only: the client leaves the writer's own watches out;
+//! - `ARGV[2]`: the key as the index holds it;
+//! - then the operation's own arguments, then the watchers of the key (see [`WATCH`]).
 //!
 //! The scripts are loaded on every connection (`SCRIPT LOAD`) and called by their SHA-1
 //! (`EVALSHA`); the client thread loads them again and retries if Redis forgot them
@@ -20,22 +21,57 @@ use std::sync::LazyLock;
 use redis::{Cmd, Connection, RedisResult, Script};
 
 use super::keys::Keys;
+use super::queue_scripts::HELPERS;
 
+/// The watchers of a write: from `ARGV[first]`, the depth cap of their queues, then for each
+/// watcher its queue's name, its consumer group, and the change event's stored form without
+/// the payload (`codec::entry_head`). A write checks [`full`] before it changes anything, and
+/// pushes its events with [`changed`] once it has.
+const WATCH: &str = r"
+local function full(first)
+  local cap = tonumber(ARGV[first])
+  for i = first + 1, #ARGV, 3 do
+    if redis.call('XLEN', key('queue', ARGV[i])) >= cap then
+      return redis.error_reply('QUEUE_FULL the watcher ' .. ARGV[i] .. ' holds ' .. cap)
+    end
+  end
+  return nil
+end
+local function u32(n)
+  return string.char(n % 256, math.floor(n / 256) % 256, math.floor(n / 65536) % 256,
+    math.floor(n / 16777216) % 256)
+end
+local function changed(first, value)
+  for i = first + 1, #ARGV, 3 do
+    push(ARGV[i], ARGV[i + 1], ARGV[i + 2] .. u32(#value) .. value)
+  end
+end
+";
+
+/// `ARGV[3]`: the value; watchers from `ARGV[4]`.
 const SET: &str = r"
+local refused = full(4)
+if refused then return refused end
 redis.call('SET', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[2], 0, ARGV[2])
+changed(4, ARGV[3])
 return 1
 ";
 
-/// 1 if the key existed.
+/// 1 if the key existed. Watchers from `ARGV[3]`.
 const DELETE: &str = r"
-if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local refused = full(3)
+if refused then return refused end
+redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[2])
+changed(3, '')
 return 1
 ";
 
-/// `ARGV[3]`: the delta, in decimal. The new value as decimal text, or nil when the value is
-/// not a decimal i64 or the sum would overflow (and then nothing changed).
+/// `ARGV[3]`: the delta, in decimal; watchers from `ARGV[4]`. The new value as decimal text, or
+/// nil when the value is not a decimal i64 or the sum would overflow (and then nothing
+/// changed).
 ///
 /// The embedded store's rule, exactly: the stored bytes, with Unicode white space trimmed
 /// from both ends (Rust's `str::trim`), must be an optional sign and ASCII digits that fit an
@@ -84,23 +120,28 @@ local function canonical(s)
 end
 
 local stored = redis.call('GET', KEYS[1])
+local n
 if stored then
-  local n = canonical(stored)
+  n = canonical(stored)
   if not n then return false end
-  if n ~= stored then redis.call('SET', KEYS[1], n) end
 end
+local refused = full(4)
+if refused then return refused end
+if stored and n ~= stored then redis.call('SET', KEYS[1], n) end
 local sum = redis.pcall('INCRBY', KEYS[1], ARGV[3])
 if type(sum) == 'table' and sum.err then
   if stored then redis.call('SET', KEYS[1], stored) end
   return false
 end
 redis.call('ZADD', KEYS[2], 0, ARGV[2])
-return redis.call('GET', KEYS[1])
+local value = redis.call('GET', KEYS[1])
+changed(4, value)
+return value
 ";
 
 /// `ARGV[3]`: `1` if a value is expected, `0` if the key must be absent; `ARGV[4]`: the
-/// expected value; `ARGV[5]`: `1` to set the new value `ARGV[6]`, `0` to delete. 1 if it
-/// swapped.
+/// expected value; `ARGV[5]`: `1` to set the new value `ARGV[6]`, `0` to delete; watchers
+/// from `ARGV[7]`. 1 if it swapped.
 const COMPARE_AND_SWAP: &str = r"
 local stored = redis.call('GET', KEYS[1])
 if ARGV[3] == '1' then
@@ -109,22 +150,30 @@ elseif stored then
   return 0
 end
 if ARGV[5] == '1' then
+  local refused = full(7)
+  if refused then return refused end
   redis.call('SET', KEYS[1], ARGV[6])
   redis.call('ZADD', KEYS[2], 0, ARGV[2])
+  changed(7, ARGV[6])
 elseif stored then
+  local refused = full(7)
+  if refused then return refused end
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[2], ARGV[2])
+  changed(7, '')
 end
 return 1
 ";
 
-static SCRIPTS: LazyLock<[Script; 4]> =
-    LazyLock::new(|| [SET, DELETE, INCREMENT, COMPARE_AND_SWAP].map(Script::new));
+static SCRIPTS: LazyLock<[Script; 4]> = LazyLock::new(|| {
+    [SET, DELETE, INCREMENT, COMPARE_AND_SWAP]
+        .map(|body| Script::new(&format!("local P = KEYS[3]\n{HELPERS}{WATCH}{body}")))
+});
 
-/// Makes Redis know every script, on a new connection or after `NOSCRIPT`.
+/// Makes Redis know every script, the queues' too, on a new connection or after `NOSCRIPT`.
 pub(super) fn load(con: &mut Connection) -> RedisResult<()> {
     let mut pipe = redis::pipe();
-    for script in SCRIPTS.iter() {
+    for script in SCRIPTS.iter().chain(super::queue_scripts::SCRIPTS.iter()) {
         pipe.load_script(script).ignore();
     }
     pipe.query(con)
@@ -134,9 +183,10 @@ pub(super) fn load(con: &mut Connection) -> RedisResult<()> {
 fn call(script: &Script, keys: &Keys, key: &[u8], by: Option<&str>) -> Cmd {
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(script.get_hash())
-        .arg(2)
+        .arg(3)
         .arg(keys.value(key))
         .arg(keys.index())
+        .arg(keys.prefix())
         .arg(by.unwrap_or(""))
         .arg(key);
     cmd

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::RedisStore;
+use super::{RedisOptions, RedisStore};
 
 pub(crate) struct TestServer {
     child: Option<Child>,
@@ -53,6 +53,16 @@ impl TestServer {
     /// A store of `fleet` on this server.
     pub(crate) fn store(&self, fleet: &str) -> RedisStore {
         RedisStore::connect(&self.url(), fleet).unwrap()
+    }
+
+    /// The store of the device `device` of `fleet`, whose claims go to another device after
+    /// `visibility` of silence.
+    pub(crate) fn device(&self, fleet: &str, device: &str, visibility: Duration) -> RedisStore {
+        let options = RedisOptions {
+            device: device.into(),
+            visibility,
+        };
+        RedisStore::open(&self.url(), fleet, options).unwrap()
     }
 
     /// A command straight to the server, on a connection of its own.
