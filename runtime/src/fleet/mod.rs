@@ -282,11 +282,10 @@ impl Fleet {
     ) -> Result<Fleet, String> {
         check_name("fleet", &options.fleet)?;
         check_name("device", &options.device)?;
-        // redis-rs's URL parser brings the `url` crate: 0.24 MB of the glibc binary, measured.
-        // The store's parser (store/redis/address.rs) does without it; once it is exported,
-        // this should be `Client::open(connection_info(&options.redis)?)`.
-        let client = redis::Client::open(options.redis.as_str())
-            .map_err(|e| format!("--redis: {e} (expected redis://[:password@]host:port/db)"))?;
+        // The store's URL parser: redis-rs's brings the `url` crate (0.24 MB, measured).
+        let info = crate::store::redis::address::connection_info(&options.redis)
+            .map_err(|e| format!("--redis: {e}"))?;
+        let client = redis::Client::open(info).map_err(|e| format!("--redis: {e}"))?;
         let info = client.get_connection_info();
         let shown = format!("redis://{}/{}", info.addr(), info.redis_settings().db());
         let address = advertised(listen, info.addr());

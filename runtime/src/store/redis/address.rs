@@ -12,7 +12,7 @@ use crate::wagi::percent_decode;
 
 const DEFAULT_PORT: u16 = 6379;
 
-pub(super) fn connection_info(url: &str) -> Result<ConnectionInfo, KvError> {
+pub(crate) fn connection_info(url: &str) -> Result<ConnectionInfo, KvError> {
     let invalid = || {
         KvError::Failed(
             "the Redis URL is not of the form redis://[:PASSWORD@]HOST[:PORT][/DB]".into(),
