@@ -216,8 +216,13 @@ impl Manifest {
     pub fn load(path: &Path) -> Result<Manifest, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Manifest::parse(&text, path)
+    }
+
+    /// Parses and checks the text of the manifest at `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Manifest, String> {
         let mut manifest: Manifest =
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            serde_json::from_str(text).map_err(|e| format!("{}: {e}", path.display()))?;
         manifest.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         if manifest.dir.as_os_str().is_empty() {
             manifest.dir = PathBuf::from(".");
