@@ -17,8 +17,8 @@ use std::time::Instant;
 use crate::deployed::Function;
 use crate::engine::{Busy, Invocation, Limit, Outcome, Scheduler, Stop};
 use crate::http::Response;
-use crate::store::Backend;
 use crate::store::queues::QueueOp;
+use crate::store::{Backend, KvError};
 use crate::topics::Topics;
 use crate::wagi;
 
@@ -47,8 +47,9 @@ pub struct Invoked {
     pub failure: Option<String>,
 }
 
-/// What a trigger commits with an invocation's outcome, given how it ended.
-pub type Settle<'a> = Box<dyn FnOnce(&Invoked) -> Vec<QueueOp> + Send + 'a>;
+/// What a trigger commits with an invocation's outcome, given how it ended. Asked again if
+/// the commit of a successful invocation is refused because what it published did not fit.
+pub type Settle<'a> = Box<dyn FnMut(&Invoked) -> Vec<QueueOp> + Send + 'a>;
 
 impl Invoker {
     pub fn new(scheduler: Scheduler, backend: Arc<dyn Backend>, topics: Arc<Topics>) -> Invoker {
@@ -70,7 +71,7 @@ impl Invoker {
         function: &Function,
         mut invocation: Invocation,
         output: Output,
-        settle: Option<Settle<'_>>,
+        mut settle: Option<Settle<'_>>,
     ) -> Result<Invoked, Busy> {
         invocation.kv = function.kv.clone();
         invocation.topics = function.admit.clone();
@@ -85,10 +86,11 @@ impl Invoker {
             None => self.topics.pushes(&published),
             Some(_) => Vec::new(),
         };
-        if let Some(settle) = settle {
+        if let Some(settle) = settle.as_mut() {
             ops.extend(settle(&invoked));
         }
-        let durable = kv_wrote || (invoked.failure.is_none() && !published.is_empty());
+        let pushes = invoked.failure.is_none() && !published.is_empty();
+        let durable = kv_wrote || pushes;
         if durable || !ops.is_empty() {
             // Awaited, not blocked on: the commits are made on the backend's own thread.
             let committed = match self.backend.apply(ops).get().await {
@@ -99,10 +101,27 @@ impl Invoker {
                 let why = format!("wisp: its writes could not be made durable: {e}");
                 function.stats.log.push(function.name(), &why);
                 let text = format!("function `{}`: {why}\n", function.name());
+                // Redis away, or a queue another device filled after this one admitted the
+                // messages: nothing was committed, and a later try may go through.
+                let response = match e {
+                    KvError::QueueFull | KvError::Unavailable(_) => {
+                        Response::text(503, text).header("Retry-After", "1")
+                    }
+                    _ => Response::text(500, text),
+                };
                 invoked = Invoked {
-                    response: Response::text(500, text),
+                    response,
                     failure: Some(why),
                 };
+                // The commit held the trigger's settlement of a success: settle a failure
+                // instead (a retry), without what was published.
+                if let (KvError::QueueFull, true, Some(settle)) = (&e, pushes, settle.as_mut()) {
+                    let ops = settle(&invoked);
+                    if let Err(e) = self.backend.apply(ops).get().await {
+                        let why = format!("wisp: its failure could not be recorded: {e}");
+                        function.stats.log.push(function.name(), &why);
+                    }
+                }
             }
         }
         // Only now do the messages give back the room they held in their queues: committed,

@@ -21,7 +21,7 @@ use crate::http;
 use crate::invoke::Invoker;
 use crate::registry::{self, Registry};
 use crate::service::Service;
-use crate::store::{Backend, Embedded};
+use crate::store::{Backend, DEFAULT_VISIBILITY, Embedded, RedisOptions, RedisStore};
 use crate::topics::{self, Topics};
 use crate::triggers::{Context, Triggers};
 
@@ -62,6 +62,10 @@ pub struct Options {
     pub fleet: String,
     /// This device's name in the fleet. Default: `$WISP_DEVICE`, else the host name.
     pub device: Option<String>,
+    /// How long a device of the fleet may go silent before the others take over the messages
+    /// it was delivering and the timer ticks it was running. Default:
+    /// `$WISP_VISIBILITY_TIMEOUT` (seconds), else 30 s.
+    pub visibility_timeout: Duration,
 }
 
 /// An environment variable's value, if set and not blank.
@@ -89,6 +93,10 @@ impl Default for Options {
             redis: env("WISP_REDIS"),
             fleet: env("WISP_FLEET").unwrap_or_else(|| "default".into()),
             device: env("WISP_DEVICE"),
+            visibility_timeout: env("WISP_VISIBILITY_TIMEOUT")
+                .and_then(|s| s.parse().ok())
+                .filter(|&s: &u64| s > 0)
+                .map_or(DEFAULT_VISIBILITY, Duration::from_secs),
         }
     }
 }
@@ -180,6 +188,23 @@ fn deploy_manifest(
     Ok(())
 }
 
+/// The key-value data and the queues: in the fleet's Redis with `--redis` (the device starts
+/// even while Redis is away, and connects when it can), else in the data folder's `kv.redb`.
+fn open_backend(options: &Options) -> Result<Arc<dyn Backend>, String> {
+    let Some(url) = &options.redis else {
+        let store = Embedded::open(&options.data.join("kv.redb"), options.store_cache_bytes)
+            .map_err(|e| format!("cannot open the key-value store: {e}"))?;
+        return Ok(Arc::new(store));
+    };
+    let redis = RedisOptions {
+        device: options.device.clone().unwrap_or_else(fleet::host_name),
+        visibility: options.visibility_timeout,
+    };
+    let store =
+        RedisStore::open(url, &options.fleet, redis).map_err(|e| format!("--redis: {e}"))?;
+    Ok(Arc::new(store))
+}
+
 /// Serves the data folder's functions, and the manifest's if given, until SIGTERM or SIGINT;
 /// then finishes in-flight requests and returns.
 pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> {
@@ -200,9 +225,7 @@ pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> 
             options.data.display()
         )
     })?;
-    let store = Embedded::open(&options.data.join("kv.redb"), options.store_cache_bytes)
-        .map_err(|e| format!("cannot open the key-value store: {e}"))?;
-    let backend: Arc<dyn Backend> = Arc::new(store);
+    let backend = open_backend(&options)?;
     let topics = Topics::new(backend.clone(), options.max_queue_depth);
     let deployed = Arc::new(Deployed::new(
         registry,

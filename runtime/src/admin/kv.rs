@@ -17,8 +17,15 @@ const MAX_LIMIT: usize = 1000;
 fn kv_error(e: KvError) -> Response {
     match e {
         KvError::Failed(_) => error(500, e.to_string()),
-        KvError::QueueFull => error(503, e.to_string()).header("Retry-After", "1"),
-        _ => error(400, e.to_string()),
+        // A watcher behind, or the fleet's Redis away (a write may or may not have happened):
+        // try again shortly.
+        KvError::QueueFull | KvError::Unavailable(_) => {
+            error(503, e.to_string()).header("Retry-After", "1")
+        }
+        KvError::NoSuchStore
+        | KvError::InvalidKey
+        | KvError::ValueTooLarge
+        | KvError::NotANumber => error(400, e.to_string()),
     }
 }
 

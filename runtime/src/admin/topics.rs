@@ -18,6 +18,7 @@ use super::{Admin, error, json_response, query_value};
 use crate::engine::{MAX_MESSAGE, Refused, valid_topic};
 use crate::http::{Request, Response};
 use crate::metrics::{self, QueueFigures, TimerFigures};
+use crate::store::KvError;
 use crate::store::queues::QueueCounts;
 use crate::store::queues::{Body, DeadLetter, Push, QueueKey, QueueOp, Source};
 use crate::wagi::percent_decode;
@@ -141,7 +142,7 @@ async fn publish(admin: &Admin, topic: &str, payload: Vec<u8>) -> Response {
             202,
             &json!({ "id": id, "topic": topic, "subscribers": queues.len() }),
         ),
-        Err(e) => error(500, format!("cannot store the message: {e}")),
+        Err(e) => store_error(format!("cannot store the message: {e}"), &e),
     }
 }
 
@@ -219,7 +220,7 @@ async fn dead_letters(
             .into_iter()
             .filter(|(_, l)| id.as_ref().is_none_or(|id| *id == l.entry.id))
             .collect(),
-        Err(e) => return error(500, e.to_string()),
+        Err(e) => return store_error(e.to_string(), &e),
     };
     let Some(replay) = op else {
         let list: Vec<Value> = letters.iter().map(|(q, l)| letter_info(q, l)).collect();
@@ -245,7 +246,16 @@ async fn dead_letters(
     match done {
         Ok(()) if replay => json_response(200, &json!({ "replayed": count })),
         Ok(()) => json_response(200, &json!({ "purged": count })),
-        Err(e) => error(500, e.to_string()),
+        Err(e) => store_error(e.to_string(), &e),
+    }
+}
+
+/// The answer to a failure of the queues: `503` while it may pass (the fleet's Redis away, a
+/// queue full), `500` otherwise.
+fn store_error(why: String, e: &KvError) -> Response {
+    match e {
+        KvError::Unavailable(_) | KvError::QueueFull => error(503, why).header("Retry-After", "1"),
+        _ => error(500, why),
     }
 }
 

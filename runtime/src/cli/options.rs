@@ -46,6 +46,10 @@ Fleet options (devices that name one Redis share every deploy; see the README, F
                              [default: $WISP_FLEET, else default]
       --device <NAME>        This device's name in the fleet [default: $WISP_DEVICE, else the
                              host name]
+      --visibility-timeout <S>
+                             Seconds a device may go silent before the fleet takes over the
+                             messages it was delivering and the timer ticks it was running
+                             [default: $WISP_VISIBILITY_TIMEOUT, else 30]
 ";
 
 fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, name: &str) -> Result<T, Error> {
@@ -124,6 +128,13 @@ pub fn server(
             let device = parser.value()?.string()?;
             crate::fleet::check_name("--device", &device)?;
             options.device = Some(device);
+        }
+        "visibility-timeout" => {
+            let seconds: u64 = number(parser, "visibility-timeout")?;
+            if seconds == 0 {
+                return Err(Error("--visibility-timeout must be at least 1".into()));
+            }
+            options.visibility_timeout = Duration::from_secs(seconds);
         }
         "max-queue-depth" => {
             options.max_queue_depth = number::<u64>(parser, "max-queue-depth")?.max(1);

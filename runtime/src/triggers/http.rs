@@ -14,7 +14,7 @@ use crate::http::{Request, Response};
 use crate::invoke::Output;
 use crate::router::{Lookup, Route};
 use crate::store::queues::{Body, CallResult, Push, QueueKey, QueueOp, Source};
-use crate::store::unix_ms;
+use crate::store::{KvError, unix_ms};
 use crate::wagi::{self, RouteInfo};
 
 /// Where call results are read.
@@ -134,8 +134,14 @@ async fn accept(
         Ok(()) => ctx.backend.sync().get().await,
         Err(e) => Err(e),
     };
-    if let Err(e) = stored {
-        return Response::text(500, format!("cannot store the call: {e}\n"));
+    match stored {
+        Ok(()) => {}
+        // Redis away, or the queue filled meanwhile (on another device): nothing was stored.
+        Err(e @ (KvError::QueueFull | KvError::Unavailable(_))) => {
+            return Response::text(503, format!("cannot store the call: {e}\n"))
+                .header("Retry-After", "1");
+        }
+        Err(e) => return Response::text(500, format!("cannot store the call: {e}\n")),
     }
     ctx.call_queued();
     let location = format!("{RESULTS_PREFIX}{id}");
@@ -165,6 +171,10 @@ pub async fn result(ctx: &Context, request: &Request) -> Response {
     let result = match lookup {
         Ok(Some(result)) => result,
         Ok(None) => return Response::text(404, "no such call (results are kept for an hour)\n"),
+        Err(e @ KvError::Unavailable(_)) => {
+            return Response::text(503, format!("cannot read the result: {e}\n"))
+                .header("Retry-After", "1");
+        }
         Err(e) => return Response::text(500, format!("cannot read the result: {e}\n")),
     };
     match result.done {

@@ -214,12 +214,24 @@ impl Triggers {
 }
 
 /// Starts and stops dispatchers and timers so they match what is deployed, after each change
-/// (and each asynchronous call queued: a function's queue of calls has a dispatcher only while
-/// it holds calls).
+/// (and each asynchronous call queued, here or on another device of the fleet: a function's
+/// queue of calls has a dispatcher only while it holds calls).
 async fn reconcile(ctx: Arc<Context>) {
     let mut running = Running::default();
+    // On a backend a fleet shares, another device may queue a call here.
+    let activity = ctx.backend.activity();
     loop {
-        let changed = ctx.deployed.changed().or(ctx.calls_waiting.listen());
+        let elsewhere = async {
+            match &activity {
+                Some(activity) => activity.listen().await,
+                None => std::future::pending().await,
+            }
+        };
+        let changed = ctx
+            .deployed
+            .changed()
+            .or(ctx.calls_waiting.listen())
+            .or(elsewhere);
         let (queues, timers) = ctx.wanted();
         running
             .queues
@@ -255,10 +267,17 @@ async fn reconcile(ctx: Arc<Context>) {
 /// Makes the commits of the last second durable: acknowledgements and retries, which nothing
 /// waits for. After a crash, what was delivered in the last second may be delivered again.
 async fn flush(backend: Arc<dyn Backend>) {
+    // Said once while it lasts: a fleet's Redis may be away for a while.
+    let mut failing = false;
     loop {
         Timer::after(Duration::from_secs(1)).await;
-        if let Err(e) = backend.sync().get().await {
-            eprintln!("wisp: warning: cannot make the queues durable: {e}");
+        match backend.sync().get().await {
+            Ok(()) => failing = false,
+            Err(e) => {
+                if !std::mem::replace(&mut failing, true) {
+                    eprintln!("wisp: warning: cannot make the queues durable: {e}");
+                }
+            }
         }
     }
 }
@@ -270,8 +289,10 @@ async fn expire(backend: Arc<dyn Backend>) {
         let backend = backend.clone();
         let before = unix_ms().saturating_sub(RESULT_TTL.as_millis() as u64);
         let expired = smol::unblock(move || backend.expire_results(before, MAX_RESULTS));
-        if let Err(e) = expired.await {
-            eprintln!("wisp: warning: cannot expire call results: {e}");
+        match expired.await {
+            // The fleet's Redis is away: the next round expires them.
+            Ok(_) | Err(crate::store::KvError::Unavailable(_)) => {}
+            Err(e) => eprintln!("wisp: warning: cannot expire call results: {e}"),
         }
     }
 }

@@ -111,20 +111,31 @@ impl Link {
 
 impl Client {
     /// Connects to `info` on the caller's thread, then starts the client thread with the
-    /// connection.
+    /// connection. A Redis that cannot be reached now (nobody answers, the network is down,
+    /// it is loading its data) is no failure: the client starts disconnected, every request
+    /// is answered [`KvError::Unavailable`] until the thread has connected, and the thread
+    /// tries as it does after losing a connection. One that refuses the client (a wrong
+    /// password, say) fails here.
     pub(super) fn connect(info: ConnectionInfo) -> Result<Client, RedisError> {
-        let con = open(&info)?;
+        let (con, away) = match open(&info) {
+            Ok(con) => (Some(con), None),
+            Err(e) if transient(&e) => (None, Some(e)),
+            Err(e) => return Err(e),
+        };
         let link = Arc::new(Link {
             address: info.addr().to_string(),
             up: AtomicBool::new(true),
             why: Mutex::default(),
         });
+        if let Some(e) = away {
+            link.down(&e);
+        }
         let (requests, receiver) = mpsc::sync_channel(WAITING);
         let thread = std::thread::Builder::new()
             .name("wisp-redis".into())
             .spawn({
                 let link = link.clone();
-                move || run(Some(con), &info, &receiver, &link)
+                move || run(con, &info, &receiver, &link)
             })
             .expect("spawn the Redis client thread");
         Ok(Client {
@@ -174,6 +185,19 @@ impl Drop for Client {
     }
 }
 
+/// Whether `e` says that Redis cannot be reached now, rather than that it refuses this client.
+pub(super) fn transient(e: &RedisError) -> bool {
+    use ServerErrorKind::{BusyLoading, ClusterDown, MasterDown, TryAgain};
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::Server(BusyLoading | TryAgain | MasterDown | ClusterDown)
+        )
+}
+
 /// A new connection, with its timeouts set and the scripts loaded.
 fn open(info: &ConnectionInfo) -> Result<Connection, RedisError> {
     let client = redis::Client::open(info.clone())?;
@@ -193,6 +217,8 @@ fn run(
     link: &Link,
 ) {
     let mut retry = FIRST_RETRY;
+    // Whether the last attempt was refused (not merely unanswered): said once.
+    let mut refused = false;
     loop {
         if let Some(c) = con.as_mut() {
             let healthy = match requests.recv_timeout(IDLE_PING) {
@@ -225,9 +251,16 @@ fn run(
             Ok(c) => {
                 con = Some(c);
                 retry = FIRST_RETRY;
+                refused = false;
                 link.up();
             }
             Err(e) => {
+                if !transient(&e) && !std::mem::replace(&mut refused, true) {
+                    eprintln!(
+                        "wisp: warning: Redis at {} refuses this device: {e}",
+                        link.address
+                    );
+                }
                 link.down(&e);
                 retry = (retry * 2).min(LAST_RETRY);
             }

@@ -34,7 +34,8 @@
 //! [`KvError::Unavailable`], and so is every operation made until the thread has connected
 //! again (it retries after 100 ms, doubling to 5 s): at once, without queueing. A write
 //! answered `Unavailable` may or may not have happened: it may have reached Redis before the
-//! connection broke.
+//! connection broke. A store opened while Redis cannot be reached starts that way, so that a
+//! device starts and serves what needs no shared state while Redis is away.
 
 pub(crate) mod address;
 mod client;
@@ -57,7 +58,6 @@ use redis::{RedisError, Value};
 use self::client::Client;
 use self::keys::{Keys, lex_range};
 use super::{KvError, Pending, Store};
-use crate::config::valid_name;
 
 #[cfg(test)]
 use queues::REFRESH;
@@ -99,22 +99,30 @@ pub struct RedisStore {
 
 impl RedisStore {
     /// Connects to the Redis at `url` (`redis://[:PASSWORD@]HOST:PORT/DB`, `PORT` 6379 and
-    /// `DB` 0 when left out) for the fleet `fleet` (1 to 63 of `a-z`, `0-9`, `-`): devices
+    /// `DB` 0 when left out) for the fleet `fleet` (1 to 63 of `a-z`, `A-Z`, `0-9`, `-`, `_`,
+    /// `.`): devices
     /// that name the same Redis and fleet share their data. The device is `wisp`, with the
     /// default visibility timeout ([`RedisStore::open`] names them).
     ///
-    /// Fails with [`KvError::Unavailable`] if Redis cannot be reached within the connect
-    /// timeout, and with [`KvError::Failed`] for a URL or fleet name that is not valid or a
-    /// password that Redis refuses.
+    /// A Redis that cannot be reached (within the connect timeout, 3 s) is no failure: the
+    /// store starts disconnected, answers [`KvError::Unavailable`] until it has connected,
+    /// and connects in the background. Fails with [`KvError::Failed`] for a URL or fleet name
+    /// that is not valid, or a password that Redis refuses.
     pub fn connect(url: &str, fleet: &str) -> Result<RedisStore, KvError> {
         RedisStore::open(url, fleet, RedisOptions::default())
     }
 
     /// [`RedisStore::connect`], as the device `options` names.
     pub fn open(url: &str, fleet: &str, options: RedisOptions) -> Result<RedisStore, KvError> {
-        if !valid_name(fleet) {
+        // The fleet's own rule (`fleet::check_name`): never a brace, which would end the
+        // keys' hash tag.
+        let valid = (1..=63).contains(&fleet.len())
+            && fleet
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !valid {
             return Err(KvError::Failed(format!(
-                "the fleet name `{fleet}` is not 1 to 63 of a-z, 0-9 and -"
+                "the fleet name `{fleet}` is not 1 to 63 of a-z, A-Z, 0-9, -, _ and ."
             )));
         }
         let info = address::connection_info(url)?;
@@ -135,11 +143,7 @@ impl RedisStore {
 }
 
 fn connect_error(address: &str, e: &RedisError) -> KvError {
-    if e.is_io_error() || e.is_timeout() || e.is_connection_refusal() {
-        KvError::Unavailable(format!("{address}: {e}"))
-    } else {
-        KvError::Failed(format!("Redis at {address} refused the connection: {e}"))
-    }
+    KvError::Failed(format!("Redis at {address} refused the connection: {e}"))
 }
 
 /// A reply Redis should not have given: a script or command answered another type.
