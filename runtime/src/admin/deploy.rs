@@ -9,7 +9,9 @@ use serde_json::Value;
 
 use super::Admin;
 use super::{deploy_error, error, function_info, json_response};
-use crate::config::{FunctionConfig, LimitsConfig, Subscription, WatchConfig, valid_name};
+use crate::config::{
+    FunctionConfig, LimitsConfig, Subscription, TimerConfig, WatchConfig, valid_name,
+};
 use crate::http::{Request, Response};
 use crate::router::Cors;
 use crate::wagi::percent_decode;
@@ -127,7 +129,7 @@ fn from_params(name: &str, params: &[(String, String)]) -> Result<FunctionConfig
                 delivery: Default::default(),
             }),
             "publish" => publish.push(value.clone()),
-            "timer" => timers.push(value.clone()),
+            "timer" => timers.push(TimerConfig::new(value)),
             "watch" => {
                 let (store, prefix) = value
                     .split_once(':')

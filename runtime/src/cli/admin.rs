@@ -193,7 +193,7 @@ struct FunctionInfo {
     #[serde(default)]
     publish: Vec<String>,
     #[serde(default)]
-    timers: Vec<String>,
+    timers: Vec<Value>,
     #[serde(default)]
     watch: Vec<Value>,
 }
@@ -211,7 +211,14 @@ impl FunctionInfo {
                 .iter()
                 .map(|t| format!("topic {}", name(t, "topic"))),
         );
-        points.extend(self.timers.iter().map(|t| format!("timer {t}")));
+        points.extend(self.timers.iter().map(|t| match t {
+            Value::String(schedule) => format!("timer {schedule}"),
+            other => format!(
+                "timer {} ({})",
+                plain(&other["schedule"]),
+                plain(&other["scope"])
+            ),
+        }));
         points.extend(
             self.watch
                 .iter()

@@ -99,6 +99,93 @@ impl<'de> Deserialize<'de> for Subscription {
     }
 }
 
+/// Where a timer runs when its device is in a fleet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimerScope {
+    /// Once per tick across the fleet, on whichever device claims the tick first (on a
+    /// device alone, on that device).
+    #[default]
+    Fleet,
+    /// On every device, each tick.
+    Device,
+}
+
+/// A timer: `"every 30s"` (a schedule, run once per tick across a fleet), or
+/// `{"schedule": "every 30s", "scope": "device"}` to run it on every device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerConfig {
+    /// `every 30s`, or a cron expression of 5 or 6 fields, in UTC.
+    pub schedule: String,
+    pub scope: TimerScope,
+}
+
+impl TimerConfig {
+    /// A timer of the fleet.
+    pub fn new(schedule: &str) -> TimerConfig {
+        TimerConfig {
+            schedule: schedule.to_string(),
+            scope: TimerScope::Fleet,
+        }
+    }
+}
+
+impl std::fmt::Display for TimerConfig {
+    /// The schedule, and `(each device)` for a device's timer.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.scope {
+            TimerScope::Fleet => f.write_str(&self.schedule),
+            TimerScope::Device => write!(f, "{} (each device)", self.schedule),
+        }
+    }
+}
+
+/// A fleet's timer is written as its schedule alone, as before scopes were.
+impl Serialize for TimerConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Scoped<'a> {
+            schedule: &'a str,
+            scope: TimerScope,
+        }
+        match self.scope {
+            TimerScope::Fleet => s.serialize_str(&self.schedule),
+            scope => Scoped {
+                schedule: &self.schedule,
+                scope,
+            }
+            .serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TimerConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Scoped {
+            schedule: String,
+            #[serde(default)]
+            scope: TimerScope,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Schedule(String),
+            Scoped(Scoped),
+        }
+        match Either::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "a timer is a schedule (\"every 30s\") or {\"schedule\": ..., \"scope\": \"fleet\" \
+                 or \"device\"}",
+            )
+        })? {
+            Either::Schedule(schedule) => Ok(TimerConfig::new(&schedule)),
+            Either::Scoped(Scoped { schedule, scope }) => Ok(TimerConfig { schedule, scope }),
+        }
+    }
+}
+
 /// A key-value prefix a function watches: `{"store": "orders", "prefix": "order/"}`, and
 /// optionally the [`Delivery`] settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,7 +219,7 @@ pub struct Events<'a> {
     pub function: &'a str,
     pub topics: &'a [Subscription],
     pub publish: &'a [String],
-    pub timers: &'a [String],
+    pub timers: &'a [TimerConfig],
     pub watch: &'a [WatchConfig],
     pub async_calls: Option<&'a Delivery>,
     /// The stores the function is granted, private and shared.
@@ -161,9 +248,10 @@ impl Events<'_> {
             check_topic(f, topic)?;
         }
         for (i, timer) in self.timers.iter().enumerate() {
-            Schedule::parse(timer).map_err(|e| format!("function `{f}`: {e}"))?;
-            if self.timers[..i].contains(timer) {
-                return Err(format!("function `{f}`: timer `{timer}` is given twice"));
+            let schedule = &timer.schedule;
+            Schedule::parse(schedule).map_err(|e| format!("function `{f}`: {e}"))?;
+            if self.timers[..i].iter().any(|t| t.schedule == *schedule) {
+                return Err(format!("function `{f}`: timer `{schedule}` is given twice"));
             }
         }
         for (i, w) in self.watch.iter().enumerate() {
@@ -206,5 +294,50 @@ fn check_topic(function: &str, topic: &str) -> Result<(), String> {
             "function `{function}`: invalid topic name `{topic}`: use 1 to 63 of a-z, 0-9 and -, \
              starting with a letter or digit"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_are_schedules_or_scoped_objects() {
+        let timers: Vec<TimerConfig> = serde_json::from_str(
+            r#"["every 10s", {"schedule": "*/5 * * * *", "scope": "device"},
+                {"schedule": "every 1m", "scope": "fleet"}, {"schedule": "every 2s"}]"#,
+        )
+        .unwrap();
+        let scopes: Vec<(&str, TimerScope)> = timers
+            .iter()
+            .map(|t| (t.schedule.as_str(), t.scope))
+            .collect();
+        assert_eq!(
+            scopes,
+            [
+                ("every 10s", TimerScope::Fleet),
+                ("*/5 * * * *", TimerScope::Device),
+                ("every 1m", TimerScope::Fleet),
+                ("every 2s", TimerScope::Fleet),
+            ]
+        );
+        // A fleet's timer is written as before scopes were; a device's names its scope.
+        assert_eq!(
+            serde_json::to_string(&timers).unwrap(),
+            r#"["every 10s",{"schedule":"*/5 * * * *","scope":"device"},"every 1m","every 2s"]"#
+        );
+        assert_eq!(timers[1].to_string(), "*/5 * * * * (each device)");
+        for bad in [
+            r#"{"schedule": "every 1s", "scope": "everywhere"}"#,
+            r#"{"schedule": "every 1s", "scop": "device"}"#,
+            r#"{"scope": "device"}"#,
+            "7",
+        ] {
+            let parsed = serde_json::from_str::<TimerConfig>(bad);
+            assert!(
+                parsed.unwrap_err().to_string().contains("a timer is"),
+                "{bad}"
+            );
+        }
     }
 }

@@ -12,7 +12,8 @@ use crate::engine::Limits;
 use crate::router::{Cors, parse_pattern};
 
 pub use events::{
-    Delivery, Events, MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_CONCURRENCY, Subscription, WatchConfig,
+    Delivery, Events, MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_CONCURRENCY, Subscription, TimerConfig,
+    TimerScope, WatchConfig,
 };
 
 /// How one function is served: its routes, methods, CORS, limits and environment.
@@ -51,9 +52,10 @@ pub struct FunctionConfig {
     /// Topics it may publish to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publish: Vec<String>,
-    /// Its timers: `every 30s`, or cron expressions of 5 or 6 fields, in UTC.
+    /// Its timers: `every 30s`, or cron expressions of 5 or 6 fields, in UTC; in a fleet,
+    /// each runs once per tick across the devices unless its scope is `device`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub timers: Vec<String>,
+    pub timers: Vec<TimerConfig>,
     /// Key-value prefixes whose changes invoke it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub watch: Vec<WatchConfig>,

@@ -26,7 +26,7 @@ use std::time::Duration;
 use smol::future::FutureExt as _;
 use smol::{Executor, Task, Timer};
 
-use crate::config::Delivery;
+use crate::config::{Delivery, TimerScope};
 use crate::deployed::Deployed;
 use crate::invoke::Invoker;
 use crate::metrics::TimerStats;
@@ -66,6 +66,10 @@ pub struct Context {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// A timer the deployed functions call for: its function, its schedule, and whether it runs
+/// once per tick across the fleet.
+type WantedTimer = (String, String, bool);
 
 /// How one queue is delivered, its configuration's defaults filled in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,12 +149,7 @@ impl Context {
     }
 
     /// The queues and timers the deployed functions call for now.
-    fn wanted(
-        &self,
-    ) -> (
-        HashMap<QueueKey, Settings>,
-        HashMap<String, (String, String)>,
-    ) {
+    fn wanted(&self) -> (HashMap<QueueKey, Settings>, HashMap<String, WantedTimer>) {
         let mut queues = HashMap::new();
         let mut timers = HashMap::new();
         for f in self.deployed.functions() {
@@ -174,9 +173,10 @@ impl Context {
                 let settings = Settings::of(&delivery, DEFAULT_CALL_ATTEMPTS);
                 queues.insert(calls, settings);
             }
-            for schedule in &c.timers {
-                let key = format!("{name} {schedule}");
-                timers.insert(key, (name.to_string(), schedule.clone()));
+            for timer in &c.timers {
+                let key = format!("{name} {}", timer.schedule);
+                let fleet = timer.scope == TimerScope::Fleet;
+                timers.insert(key, (name.to_string(), timer.schedule.clone(), fleet));
             }
         }
         (queues, timers)
@@ -193,7 +193,8 @@ pub struct Triggers {
 #[derive(Default)]
 struct Running {
     queues: HashMap<QueueKey, (Settings, Task<()>)>,
-    timers: HashMap<String, Task<()>>,
+    /// By key, with whether each runs once across the fleet.
+    timers: HashMap<String, (bool, Task<()>)>,
 }
 
 impl Triggers {
@@ -245,8 +246,10 @@ async fn reconcile(ctx: Arc<Context>) {
                 .spawn(queue::dispatch(ctx.clone(), queue.clone(), settings));
             running.queues.insert(queue, (settings, task));
         }
-        running.timers.retain(|key, _| timers.contains_key(key));
-        for (key, (function, schedule)) in timers {
+        running
+            .timers
+            .retain(|key, (fleet, _)| timers.get(key).is_some_and(|t| t.2 == *fleet));
+        for (key, (function, schedule, fleet)) in timers {
             if running.timers.contains_key(&key) {
                 continue;
             }
@@ -255,10 +258,10 @@ async fn reconcile(ctx: Arc<Context>) {
                 key: key.clone(),
                 function,
                 schedule,
-                fleet: true,
+                fleet,
             };
             let task = ctx.ex.spawn(timers::run(ctx.clone(), spec, stats));
-            running.timers.insert(key, task);
+            running.timers.insert(key, (fleet, task));
         }
         changed.await;
     }
