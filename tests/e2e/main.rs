@@ -8,6 +8,7 @@ mod cli;
 mod deploy;
 mod examples;
 mod fleet;
+mod fleet_events;
 mod go;
 mod kv;
 mod kv_cli;
