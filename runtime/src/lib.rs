@@ -26,8 +26,9 @@
 //! Beside them: [`deployed`] (the deployed set and the operations that change it), [`admin`]
 //! (the `/_wisp/` API: deploys, versions, logs, metrics, keys, topics, dead letters),
 //! [`registry`] (deployed functions and versions in the data folder, crash-safe), [`store`]
-//! (the backend: the key-value shim and the durable queues, one trait each, the embedded redb
-//! backend with group commit, namespaces), [`topics`] (which queues each topic feeds, and the
+//! (the backend: the key-value shim and the durable queues, one trait each, with two backends:
+//! the embedded redb one with group commit, and the fleet's Redis, where the queues are
+//! streams that the devices claim from; namespaces), [`topics`] (which queues each topic feeds, and the
 //! depth caps), [`metrics`] (Prometheus text), [`config`] (function configuration and the
 //! `wisp.json` manifest), [`logs`] (each function's recent log lines), [`server`] (start and
 //! stop), [`cli`] (the commands), [`board`] (server defaults sized for each class of device),
