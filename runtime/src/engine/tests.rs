@@ -407,3 +407,33 @@ fn modules_are_refused_with_the_reason() {
         CompileError::Invalid(_)
     ));
 }
+
+/// Found by `tests/fuzz.sh` (smith_run): an endless tail-call loop. Each `return_call` must
+/// reuse its frame, in the guest and in the host: the run ends at its fuel limit, not in a
+/// native stack overflow.
+#[test]
+fn an_endless_tail_call_loop_runs_out_of_fuel() {
+    let limits = Limits {
+        fuel: 5_000_000,
+        ..Limits::default()
+    };
+    for body in [
+        "(return_call $f)",
+        "(return_call_indirect (type $t) (i32.const 0))",
+    ] {
+        let wat = format!(
+            r#"(module
+                 (type $t (func))
+                 (table 1 funcref) (elem (i32.const 0) $f)
+                 (memory (export "memory") 1)
+                 (func $f (type $t) {body})
+                 (func (export "_start") (call $f)))"#
+        );
+        let outcome = run(&wat, limits.clone());
+        assert!(
+            matches!(outcome.result, Err(Stop::Limit(Limit::Fuel(_)))),
+            "{body}: {:?}",
+            outcome.result
+        );
+    }
+}
