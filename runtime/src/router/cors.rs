@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+const ALLOW_ORIGIN: &str = "Access-Control-Allow-Origin";
+
 /// A route's CORS policy, as in the manifest:
 /// `{ "origins": ["*"], "methods": ["GET"], "headers": ["content-type"], "max_age": 600 }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,9 +37,15 @@ impl Cors {
     }
 
     /// The headers for an actual (non-preflight) response.
+    /// A function that sets its own `Access-Control-Allow-Origin` keeps it: with two,
+    /// browsers refuse the response.
     pub fn response_headers(&self, origin: Option<&str>, out: &mut Vec<(String, String)>) {
+        let own = |(name, _): &(String, String)| name.eq_ignore_ascii_case(ALLOW_ORIGIN);
+        if out.iter().any(own) {
+            return;
+        }
         if let Some((allow, vary)) = self.allow_origin(origin) {
-            out.push(("Access-Control-Allow-Origin".into(), allow));
+            out.push((ALLOW_ORIGIN.into(), allow));
             if vary {
                 out.push(("Vary".into(), "Origin".into()));
             }

@@ -114,3 +114,25 @@ fn cors_origins_and_preflight() {
     assert!(h.contains(&("Access-Control-Allow-Headers".into(), "x-token".into())));
     assert!(h.contains(&("Access-Control-Max-Age".into(), "60".into())));
 }
+
+#[test]
+fn a_function_that_sets_its_own_allow_origin_keeps_it() {
+    let any = Cors {
+        origins: vec!["*".into()],
+        methods: vec![],
+        headers: vec![],
+        max_age: None,
+    };
+    let mut headers = vec![(
+        "access-control-allow-origin".to_string(),
+        "https://a.example".to_string(),
+    )];
+    any.response_headers(Some("https://b.example"), &mut headers);
+    assert_eq!(headers.len(), 1, "{headers:?}");
+    let mut headers = Vec::new();
+    any.response_headers(Some("https://b.example"), &mut headers);
+    assert_eq!(
+        headers,
+        vec![("Access-Control-Allow-Origin".to_string(), "*".to_string())]
+    );
+}
