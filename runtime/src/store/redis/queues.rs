@@ -48,8 +48,9 @@ use crate::store::{KvError, Pending, unix_ms};
 
 /// How often the counts of every queue are read from Redis.
 pub const REFRESH: Duration = Duration::from_secs(1);
-/// The most entries a read asks Redis for: "all of them" (a queue holds at most its depth cap).
-const MOST: usize = 1 << 40;
+/// The most entries a read asks Redis for: "all of them" (a queue holds at most its depth cap;
+/// and it fits the 32-bit ARM builds' `usize`).
+const MOST: usize = 1 << 30;
 
 /// What the backend keeps in memory about the fleet's queues.
 pub(super) struct State {
