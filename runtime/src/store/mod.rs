@@ -288,6 +288,9 @@ impl Grants {
 }
 
 #[cfg(test)]
+#[macro_use]
+mod test_support;
+#[cfg(test)]
 mod queue_tests;
 #[cfg(test)]
 mod tests;

@@ -9,35 +9,8 @@ use super::queues::{
     Body, Claim, MAX_DEAD_LETTERS, Push, QueueCounts, QueueKey, QueueOp, Queues, Source, Tick,
     Watch,
 };
+use super::test_support::temp_db;
 use super::*;
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod on_embedded {
-            use std::sync::Arc;
-            $(
-                #[test]
-                fn $name() {
-                    let (dir, db) = super::temp_db();
-                    super::$name(Arc::new(db));
-                    std::fs::remove_dir_all(dir).unwrap();
-                }
-            )*
-        }
-        mod on_redis {
-            use std::sync::Arc;
-
-            use crate::store::redis::test_server::TestServer;
-            $(
-                #[test]
-                fn $name() {
-                    let server = TestServer::start();
-                    super::$name(Arc::new(server.store("test")));
-                }
-            )*
-        }
-    };
-}
 
 on_both!(
     queues_behave_like_a_model,
@@ -46,16 +19,6 @@ on_both!(
     claims_take_the_due_entries_of_the_window,
     timer_ticks_run_once,
 );
-
-fn temp_db() -> (std::path::PathBuf, Embedded) {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("wisp-queues-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = Embedded::open(&dir.join("kv.redb"), 1 << 20).unwrap();
-    (dir, db)
-}
 
 fn topic(function: &str, topic: &str) -> QueueKey {
     QueueKey::new(function, Source::Topic(topic.into()))

@@ -5,35 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::test_support::temp_db;
 use super::*;
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod on_embedded {
-            use std::sync::Arc;
-            $(
-                #[test]
-                fn $name() {
-                    let (dir, db) = super::temp_db();
-                    super::$name(Arc::new(db));
-                    std::fs::remove_dir_all(dir).unwrap();
-                }
-            )*
-        }
-        mod on_redis {
-            use std::sync::Arc;
-
-            use crate::store::redis::test_server::TestServer;
-            $(
-                #[test]
-                fn $name() {
-                    let server = TestServer::start();
-                    super::$name(Arc::new(server.store("test")));
-                }
-            )*
-        }
-    };
-}
 
 on_both!(
     behaves_like_a_sorted_map,
@@ -43,16 +16,6 @@ on_both!(
     counters_are_decimal_text,
     keys_are_any_bytes,
 );
-
-fn temp_db() -> (std::path::PathBuf, Embedded) {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("wisp-store-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = Embedded::open(&dir.join("kv.redb"), 1 << 20).unwrap();
-    (dir, db)
-}
 
 /// A small deterministic generator, so a failing sequence can be replayed.
 struct Rng(u64);
