@@ -121,6 +121,17 @@ fn wat_module(dir: &TempDir, name: &str, wat: &str) -> std::path::PathBuf {
     path
 }
 
+/// `wisp run MODULE` with its stdin and stdout piped to this test.
+fn run_piped(module: &std::path::Path) -> std::process::Child {
+    Command::new(WISP)
+        .arg("run")
+        .arg(module)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// `wisp run` writes what the guest writes as it writes it, and does not wait for stdin
 /// unless the guest reads it: a pipe held open and never written does not hold it up.
 #[test]
@@ -128,13 +139,7 @@ fn run_streams_output_and_leaves_stdin_alone_until_read() {
     use std::io::{BufRead, BufReader};
     let dir = TempDir::new();
     let path = wat_module(&dir, "print-wait-print.wasm", PRINT_WAIT_PRINT);
-    let mut child = Command::new(WISP)
-        .arg("run")
-        .arg(&path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = run_piped(&path);
     // Held open, never written, until the end.
     let stdin = child.stdin.take().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -160,13 +165,7 @@ fn run_reads_stdin_as_the_guest_reads_it() {
     use std::io::{BufRead, BufReader};
     let dir = TempDir::new();
     let path = wat_module(&dir, "echo.wasm", ECHO);
-    let mut child = Command::new(WISP)
-        .arg("run")
-        .arg(&path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = run_piped(&path);
     let mut stdin = child.stdin.take().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     for text in ["one\n", "two\n", "three\n"] {
