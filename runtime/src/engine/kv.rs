@@ -98,25 +98,25 @@ impl<'a> Call<'a> {
     }
 }
 
-/// How an operation's return value (and anything written into memory) follows from its answer.
-type Finish<T> = Box<dyn FnOnce(T, &mut [u8]) -> i32 + Send>;
-
-/// An operation's answer, and how to finish the host call with it.
-type Asked<T> = (Pending<T>, Finish<T>);
+/// How an operation's return value (and anything written into memory) follows from its
+/// answer. A plain closure: it is boxed only if the guest has to wait for the answer, so an
+/// answer that is there at once (every embedded read) costs no allocation.
+trait Finish<T>: FnOnce(T, &mut [u8]) -> i32 + Send + 'static {}
+impl<T, F: FnOnce(T, &mut [u8]) -> i32 + Send + 'static> Finish<T> for F {}
 
 /// A write: made durable before the invocation's answer, whatever its own answer turns out
 /// to be.
-fn write<T: Send + 'static>(
+fn write<T: Send + 'static, F: Finish<T>>(
     caller: &mut Caller<'_, HostState>,
-    op: impl FnOnce(&mut Call) -> Result<Asked<T>, i32>,
+    op: impl FnOnce(&mut Call) -> Result<(Pending<T>, F), i32>,
 ) -> Result<i32, wasmi::Error> {
     ask(caller, true, op)
 }
 
 /// A read.
-fn read<T: Send + 'static>(
+fn read<T: Send + 'static, F: Finish<T>>(
     caller: &mut Caller<'_, HostState>,
-    op: impl FnOnce(&mut Call) -> Result<Asked<T>, i32>,
+    op: impl FnOnce(&mut Call) -> Result<(Pending<T>, F), i32>,
 ) -> Result<i32, wasmi::Error> {
     ask(caller, false, op)
 }
@@ -124,10 +124,10 @@ fn read<T: Send + 'static>(
 /// Starts an operation with `op`; if its answer is not here at once, suspends the guest until
 /// it is (the store commits on its own thread, Redis answers over the network, and this
 /// executor thread runs others meanwhile).
-fn ask<T: Send + 'static>(
+fn ask<T: Send + 'static, F: Finish<T>>(
     caller: &mut Caller<'_, HostState>,
     writes: bool,
-    op: impl FnOnce(&mut Call) -> Result<Asked<T>, i32>,
+    op: impl FnOnce(&mut Call) -> Result<(Pending<T>, F), i32>,
 ) -> Result<i32, wasmi::Error> {
     let mut call = match Call::begin(caller) {
         Ok(call) => call,
@@ -138,9 +138,9 @@ fn ask<T: Send + 'static>(
         Err(code) => return Ok(code),
     };
     call.state.kv_wrote |= writes;
-    let settle = |result: Result<T, KvError>, finish: Finish<T>, mem: &mut [u8]| {
+    fn settle<T>(result: Result<T, KvError>, finish: impl Finish<T>, mem: &mut [u8]) -> i32 {
         result.map_or_else(code, |value| finish(value, mem))
-    };
+    }
     match pending.now() {
         Ok(result) => Ok(settle(result, finish, call.mem)),
         Err(pending) => {
@@ -175,7 +175,7 @@ pub(crate) fn add_to_linker(linker: &mut Imports) -> Result<(), LinkerError> {
                     mem[buf.start..buf.start + n].copy_from_slice(&value[..n]);
                     value.len() as i32
                 };
-                Ok((store.get(&key), Box::new(finish)))
+                Ok((store.get(&key), finish))
             })
         },
     )?;
@@ -186,7 +186,7 @@ pub(crate) fn add_to_linker(linker: &mut Imports) -> Result<(), LinkerError> {
             write(&mut c, |call| {
                 let (key, value) = (call.bytes(kp, kl)?, call.bytes(vp, vl)?);
                 let store = call.store(sp, sl)?;
-                Ok((store.set(&key, &value), Box::new(|(), _| 0)))
+                Ok((store.set(&key, &value), |(), _: &mut [u8]| 0))
             })
         },
     )?;
@@ -197,10 +197,9 @@ pub(crate) fn add_to_linker(linker: &mut Imports) -> Result<(), LinkerError> {
             write(&mut c, |call| {
                 let key = call.bytes(kp, kl)?;
                 let store = call.store(sp, sl)?;
-                Ok((
-                    store.delete(&key),
-                    Box::new(|deleted, _| i32::from(deleted)),
-                ))
+                Ok((store.delete(&key), |deleted, _: &mut [u8]| {
+                    i32::from(deleted)
+                }))
             })
         },
     )?;
@@ -211,7 +210,7 @@ pub(crate) fn add_to_linker(linker: &mut Imports) -> Result<(), LinkerError> {
             read(&mut c, |call| {
                 let key = call.bytes(kp, kl)?;
                 let store = call.store(sp, sl)?;
-                Ok((store.exists(&key), Box::new(|exists, _| i32::from(exists))))
+                Ok((store.exists(&key), |exists, _: &mut [u8]| i32::from(exists)))
             })
         },
     )?;
@@ -228,7 +227,7 @@ pub(crate) fn add_to_linker(linker: &mut Imports) -> Result<(), LinkerError> {
                     mem[out].copy_from_slice(&value.to_le_bytes());
                     0
                 };
-                Ok((store.increment(&key, delta), Box::new(finish)))
+                Ok((store.increment(&key, delta), finish))
             })
         },
     )?;
@@ -242,7 +241,7 @@ pub(crate) fn add_to_linker(linker: &mut Imports) -> Result<(), LinkerError> {
                 let new = call.optional(np, nl)?;
                 let store = call.store(sp, sl)?;
                 let swapped = store.compare_and_swap(&key, expected.as_deref(), new.as_deref());
-                Ok((swapped, Box::new(|swapped, _| i32::from(swapped))))
+                Ok((swapped, |swapped, _: &mut [u8]| i32::from(swapped)))
             })
         },
     )?;
@@ -277,7 +276,7 @@ pub(crate) fn add_to_linker(linker: &mut Imports) -> Result<(), LinkerError> {
                     }
                     written
                 };
-                Ok((store.list(&prefix, after, most), Box::new(finish)))
+                Ok((store.list(&prefix, after, most), finish))
             })
         },
     )?;
