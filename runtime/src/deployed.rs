@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use crate::config::FunctionConfig;
 use crate::engine::{Admit, CompileError, Limits, Module, ModuleCache};
 use crate::metrics::FunctionStats;
+use crate::outbound::Outbound;
 use crate::registry::{self, FunctionRecord, Mark, Registry, RegistryError, VersionRecord};
 use crate::router::{Route, RouteError, RouteTable};
 use crate::store::queues::{QueueKey, Source, Watch};
@@ -41,6 +42,8 @@ pub struct Function {
     pub kv: Option<Arc<Grants>>,
     /// The topics it may publish to.
     pub admit: Option<Arc<dyn Admit>>,
+    /// The origins it may call over HTTP.
+    pub outbound: Option<Arc<Outbound>>,
 }
 
 impl Function {
@@ -410,11 +413,17 @@ impl Deployed {
             };
             Arc::new(allowed) as Arc<dyn Admit>
         });
+        let stats = self.stats_for(&config.name);
+        let outbound = (!config.allowed_hosts.is_empty()).then(|| {
+            let outbound = Outbound::new(&config.allowed_hosts, &config.name, stats.clone());
+            Arc::new(outbound)
+        });
         Arc::new(Function {
             env: config.env_pairs(),
+            outbound,
             kv: (!grants.is_empty()).then(|| Arc::new(grants)),
             admit,
-            stats: self.stats_for(&config.name),
+            stats,
             module,
             version: v.version,
             hash: v.hash.clone(),

@@ -75,6 +75,7 @@ impl Invoker {
     ) -> Result<Invoked, Busy> {
         invocation.kv = function.kv.clone();
         invocation.topics = function.admit.clone();
+        invocation.outbound = function.outbound.clone();
         let started = Instant::now();
         let run = self.scheduler.run(function.module.clone(), invocation);
         let mut outcome = run.await?;

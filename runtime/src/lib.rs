@@ -46,6 +46,7 @@ pub mod http;
 pub mod invoke;
 pub mod logs;
 pub mod metrics;
+pub mod outbound;
 pub mod registry;
 pub mod router;
 pub mod server;

@@ -106,6 +106,7 @@ pub fn invocation(request: Request, route: &RouteInfo, env: &[(String, String)])
         stdin: request.body,
         kv: None,
         topics: None,
+        outbound: None,
         console: None,
     }
 }

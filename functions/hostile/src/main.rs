@@ -29,8 +29,11 @@
 //! - `kv?op=get|set|delete|exists|incr|counter|cas|list|page&store=&key=&value=&...`: one
 //!   operation through the SDK; `kv.rs` lists the parameters and answers.
 //!
+//! - `fetch?url=...`: outbound HTTP (see `fetch.rs`).
+//!
 //! Anything else is a 404.
 
+mod fetch;
 mod kv;
 
 use std::hint::black_box;
@@ -63,6 +66,7 @@ fn handle(req: Request) -> Response {
         "spin" => spin(&req),
         "echo" => echo(&req),
         "kv" => kv::op(&req),
+        "fetch" => fetch::fetch(&req),
         "kv-bad-pointers" | "kv-no-store" | "kv-big" => kv::raw(action),
         "status" => Response::text(201, "created\n")
             .header("X-Custom", "yes")

@@ -65,6 +65,7 @@
 #![warn(missing_docs)]
 
 pub mod events;
+pub mod http;
 pub mod kv;
 pub mod topics;
 

@@ -117,6 +117,7 @@ fn from_params(name: &str, params: &[(String, String)]) -> Result<FunctionConfig
     let mut shared_stores = Vec::new();
     let (mut topics, mut publish, mut timers, mut watch) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut allowed_hosts = Vec::new();
     for (key, value) in params {
         match key.as_str() {
             "route" => routes.push(value.clone()),
@@ -129,6 +130,7 @@ fn from_params(name: &str, params: &[(String, String)]) -> Result<FunctionConfig
                 delivery: Default::default(),
             }),
             "publish" => publish.push(value.clone()),
+            "allow_host" => allowed_hosts.push(value.clone()),
             "timer" => timers.push(TimerConfig::new(value)),
             "watch" => {
                 let (store, prefix) = value
@@ -182,5 +184,6 @@ fn from_params(name: &str, params: &[(String, String)]) -> Result<FunctionConfig
         timers,
         watch,
         async_calls: None,
+        allowed_hosts,
     })
 }

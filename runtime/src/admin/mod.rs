@@ -152,6 +152,7 @@ pub fn function_info(f: &Function) -> Value {
         "shared_stores": c.shared_stores,
         "topics": c.topics,
         "publish": c.publish,
+        "allowed_hosts": c.allowed_hosts,
         "timers": c.timers,
         "watch": c.watch,
         "deployed_at": f.deployed_at,

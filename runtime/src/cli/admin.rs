@@ -38,6 +38,8 @@ Options:
       --shared-store <NAME>  A store it shares with the functions that name it so (repeatable)
       --topic <TOPIC>        A topic it subscribes to (repeatable)
       --publish <TOPIC>      A topic it may publish to (repeatable)
+      --allow-host <URL>     An origin it may send HTTP requests to: https://HOST,
+                             http://HOST:PORT, https://*.DOMAIN (repeatable) [default: none]
       --timer <SCHEDULE>     A timer: `every 30s` or a cron expression, UTC (repeatable)
       --watch <STORE:PREFIX> Keys whose changes invoke it (repeatable)
       --fuel <N>             Its fuel (CPU) per request [default: the server's]
@@ -193,6 +195,8 @@ struct FunctionInfo {
     #[serde(default)]
     publish: Vec<String>,
     #[serde(default)]
+    allowed_hosts: Vec<String>,
+    #[serde(default)]
     timers: Vec<Value>,
     #[serde(default)]
     watch: Vec<Value>,
@@ -303,7 +307,7 @@ pub fn deploy(parser: lexopt::Parser) -> Result<ExitCode, Error> {
     let parsed = parse(parser, &syntax, |name, parser| {
         let value = match name {
             "route" | "method" | "cors" | "store" | "shared-store" | "topic" | "publish"
-            | "timer" => parser.value()?.string()?,
+            | "timer" | "allow-host" => parser.value()?.string()?,
             "watch" => {
                 let watch = parser.value()?.string()?;
                 if !watch.contains(':') {
@@ -404,6 +408,10 @@ pub fn show(parser: lexopt::Parser) -> Result<ExitCode, Error> {
                 vec![or(f.entry_points()[f.routes.len()..].join(", "), "none")],
             ),
             ("publishes", vec![or(f.publish.join(", "), "none")]),
+            (
+                "calls out to",
+                vec![or(f.allowed_hosts.join(", "), "nothing")],
+            ),
             ("methods", vec![or(f.methods.join(", "), "any")]),
             ("cors", vec![or(cors, "none")]),
             (

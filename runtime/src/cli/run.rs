@@ -77,6 +77,7 @@ pub fn run(mut parser: lexopt::Parser) -> Result<ExitCode, Error> {
             env,
             stdin: Vec::new(),
             kv: None,
+            outbound: None,
             // Admitted and shown, never delivered: there is no server here.
             topics: Some(engine::any_topic()),
             console: Some(Arc::new(Stdio)),

@@ -62,6 +62,10 @@ pub struct FunctionConfig {
     /// How its `Prefer: respond-async` calls are delivered.
     #[serde(default, rename = "async", skip_serializing_if = "Option::is_none")]
     pub async_calls: Option<Delivery>,
+    /// The origins it may send HTTP requests to (`https://api.example.com`,
+    /// `http://127.0.0.1:9000`, `https://*.example.org`); none by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Per-function limits; each one left out takes the server's default.
@@ -144,6 +148,10 @@ impl FunctionConfig {
                     self.name
                 ));
             }
+        }
+        for allowed in &self.allowed_hosts {
+            crate::outbound::AllowedHost::parse(allowed)
+                .map_err(|e| format!("function `{}`: {e}", self.name))?;
         }
         for store in private.iter().chain(&self.shared_stores) {
             if !valid_name(store) {

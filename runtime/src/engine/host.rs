@@ -11,6 +11,7 @@ use wasmi::{Caller, Error, FuncType, IntoFunc, Linker, Memory, ResourceLimiter, 
 use wasmi_core::LimiterError;
 
 use super::Limit;
+use super::outbound::Held;
 use super::publish::{Admit, Published};
 use super::run::Console;
 use crate::store::Grants;
@@ -42,6 +43,15 @@ pub(crate) struct HostState {
     /// What it published, in order.
     pub published: Vec<Published>,
     pub published_bytes: usize,
+    /// The origins it may call, with the log for its refusals; none when `None`.
+    pub outbound: Option<Arc<crate::outbound::Outbound>>,
+    /// Outbound calls made so far, and the last one's response.
+    pub http_calls: u32,
+    pub http_response: Option<Held>,
+    /// When the invocation must end: an outbound call waits no longer; and the timeout
+    /// that set it, for the limit's message.
+    pub deadline: Instant,
+    pub timeout: std::time::Duration,
 }
 
 /// Caps linear memory and remembers whether it refused a growth, so that the trap that
@@ -112,6 +122,9 @@ pub(crate) enum HostStop {
     /// A host call waits for something (a store write to be committed); its thread runs others
     /// meanwhile. Taken once, by the scheduler.
     Wait(Mutex<Option<Waiting>>),
+    /// A host call waits on the network for up to seconds (an outbound request): as `Wait`,
+    /// and the run gives its place among the running invocations to others meanwhile.
+    Park(Mutex<Option<Waiting>>),
 }
 
 /// What a suspended host call waits for, and then how it finishes.
@@ -125,6 +138,10 @@ impl HostStop {
     pub(crate) fn wait(until: impl Future<Output = Completion> + Send + 'static) -> HostStop {
         HostStop::Wait(Mutex::new(Some(Box::pin(until))))
     }
+
+    pub(crate) fn park(until: impl Future<Output = Completion> + Send + 'static) -> HostStop {
+        HostStop::Park(Mutex::new(Some(Box::pin(until))))
+    }
 }
 
 impl fmt::Debug for HostStop {
@@ -133,6 +150,7 @@ impl fmt::Debug for HostStop {
             HostStop::Limit(limit) => f.debug_tuple("Limit").field(limit).finish(),
             HostStop::Sleep(until) => f.debug_tuple("Sleep").field(until).finish(),
             HostStop::Wait(_) => f.write_str("Wait"),
+            HostStop::Park(_) => f.write_str("Park"),
         }
     }
 }
@@ -142,7 +160,7 @@ impl fmt::Display for HostStop {
         match self {
             HostStop::Limit(limit) => limit.fmt(f),
             HostStop::Sleep(_) => f.write_str("sleeping"),
-            HostStop::Wait(_) => f.write_str("waiting for the host"),
+            HostStop::Wait(_) | HostStop::Park(_) => f.write_str("waiting for the host"),
         }
     }
 }

@@ -9,6 +9,7 @@ mod host;
 mod kv;
 mod limits;
 mod module;
+mod outbound;
 mod publish;
 mod recycle;
 mod run;
@@ -42,7 +43,9 @@ pub fn run_here(module: Arc<Module>, invocation: Invocation) -> Outcome {
                 std::thread::sleep(until.saturating_duration_since(Instant::now()));
                 run.resume(slice)
             }
-            run::Step::Wait(run, waiting) => run.complete(smol::block_on(waiting), slice),
+            run::Step::Wait(run, waiting) | run::Step::Park(run, waiting) => {
+                run.complete(smol::block_on(waiting), slice)
+            }
         };
     }
 }

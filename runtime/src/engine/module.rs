@@ -13,7 +13,7 @@ use wasmi::{
 
 use super::Limits;
 use super::host::{HostState, Imports, MemoryLimiter};
-use super::{Invocation, kv, publish, recycle, wasi};
+use super::{Invocation, kv, outbound, publish, recycle, wasi};
 
 /// A compiled module and everything needed to run it: its own wasmi `Engine` (an engine keeps
 /// all code it compiled until dropped, so the code goes when the last version using this module
@@ -203,7 +203,11 @@ impl Module {
         for import in module.imports() {
             let known = match import.module() {
                 wasi::MODULE_NAME => wasi::provides(import.name()),
-                kv::MODULE_NAME => kv::provides(import.name()) || publish::provides(import.name()),
+                kv::MODULE_NAME => {
+                    kv::provides(import.name())
+                        || publish::provides(import.name())
+                        || outbound::provides(import.name())
+                }
                 _ => false,
             };
             if !known || !matches!(import.ty(), ExternType::Func(_)) {
@@ -236,6 +240,7 @@ impl Module {
         wasi::add_to_linker(&mut imports).expect("the WASI names are unique");
         kv::add_to_linker(&mut imports).expect("the wisp names are unique");
         publish::add_to_linker(&mut imports).expect("the wisp names are unique");
+        outbound::add_to_linker(&mut imports).expect("the wisp names are unique");
         let mut module = Module {
             engine,
             module,
@@ -316,6 +321,9 @@ impl Module {
         state.topics = invocation.topics;
         state.published.clear();
         state.published_bytes = 0;
+        state.outbound = invocation.outbound;
+        state.http_calls = 0;
+        state.http_response = None;
         Ok((store, handles))
     }
 
@@ -386,6 +394,11 @@ impl Module {
             topics: invocation.topics,
             published: Vec::new(),
             published_bytes: 0,
+            outbound: invocation.outbound,
+            http_calls: 0,
+            http_response: None,
+            deadline: Instant::now() + self.limits.timeout,
+            timeout: self.limits.timeout,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);

@@ -30,6 +30,8 @@ pub struct Invocation {
     pub kv: Option<Arc<Grants>>,
     /// The topics it may publish to; none when `None`.
     pub topics: Option<Arc<dyn Admit>>,
+    /// The origins it may call over HTTP; none when `None`.
+    pub outbound: Option<Arc<crate::outbound::Outbound>>,
     /// Where stdio goes when the guest runs attached (`wisp run`): stdin is read when the guest
     /// reads it, and what it writes goes out at once, not buffered (and not capped). `None`
     /// everywhere else: `stdin` is the input, and the output is kept for the [`Outcome`].
@@ -104,6 +106,8 @@ pub(crate) enum Step {
     Sleep(Run, Instant),
     /// Waiting for the host: [`Run::complete`] goes on with what `Waiting` gives.
     Wait(Run, Waiting),
+    /// As `Wait`, for long enough (the network) that the run gives back its place meanwhile.
+    Park(Run, Waiting),
 }
 
 impl Run {
@@ -119,12 +123,14 @@ impl Run {
         let (store, started, handles) = match module.spare(invocation) {
             Ok((mut store, handles)) => {
                 store.set_fuel(fuel).expect("fuel metering is on");
+                store.data_mut().deadline = deadline;
                 let started = handles.start.call_resumable(&mut store, &[], &mut []);
                 (store, started, Some(handles))
             }
             Err(invocation) => {
                 let mut store = module.store(invocation);
                 store.set_fuel(fuel).expect("fuel metering is on");
+                store.data_mut().deadline = deadline;
                 let mut handles = None;
                 let started = module
                     .linker
@@ -244,7 +250,8 @@ impl Run {
                         };
                         return Step::Sleep(run, until);
                     }
-                    Some(HostStop::Wait(waiting)) => {
+                    Some(stop @ (HostStop::Wait(waiting) | HostStop::Park(waiting))) => {
+                        let park = matches!(stop, HostStop::Park(_));
                         let waiting = waiting.lock().unwrap_or_else(|e| e.into_inner()).take();
                         let waiting = waiting.expect("a host call waits once");
                         let run = Run {
@@ -255,7 +262,10 @@ impl Run {
                             deadline,
                             handles,
                         };
-                        return Step::Wait(run, waiting);
+                        return match park {
+                            true => Step::Park(run, waiting),
+                            false => Step::Wait(run, waiting),
+                        };
                     }
                     None => {
                         let why = call.host_error().to_string();

@@ -69,6 +69,8 @@ pub struct Scheduler {
     config: SchedulerConfig,
     running: Semaphore,
     waiting: AtomicUsize,
+    /// Runs that gave back their place while they wait on the network.
+    parked: Semaphore,
 }
 
 /// Counts a run waiting for its turn, for as long as it waits.
@@ -86,6 +88,7 @@ impl Scheduler {
         Scheduler {
             running: Semaphore::new(config.max_running),
             waiting: AtomicUsize::new(0),
+            parked: Semaphore::new(config.queue),
             config,
         }
     }
@@ -108,10 +111,11 @@ impl Scheduler {
     ) -> impl Future<Output = Result<Outcome, Busy>> + Send + '_ {
         let deadline = Instant::now() + module.limits.timeout;
         async move {
-            let Some(_running) = self.admit(deadline).await? else {
+            let Some(running) = self.admit(deadline).await? else {
                 let limit = Limit::Timeout(module.limits.timeout);
                 return Ok(Outcome::stopped(Stop::Limit(limit)));
             };
+            let mut running = Some(running);
             let slice = self.config.slice_fuel;
             let mut turn = Instant::now();
             let mut step = Run::start(module, invocation, deadline, slice);
@@ -136,6 +140,28 @@ impl Scheduler {
                     }
                     Step::Wait(run, waiting) => {
                         let completion = waiting.await;
+                        run.complete(completion, slice)
+                    }
+                    Step::Park(run, waiting) => {
+                        // Its place among the running goes to others while it waits on the
+                        // network, up to a bound on runs parked (each still holds its memory).
+                        let parked = self.parked.try_acquire();
+                        if parked.is_some() {
+                            running = None;
+                        }
+                        let completion = waiting.await;
+                        drop(parked);
+                        if running.is_none() {
+                            let acquired = async { Some(self.running.acquire().await) };
+                            let expired = async {
+                                Timer::at(deadline).await;
+                                None
+                            };
+                            match acquired.or(expired).await {
+                                Some(guard) => running = Some(guard),
+                                None => return Ok(run.time_out()),
+                            }
+                        }
                         run.complete(completion, slice)
                     }
                 };
