@@ -89,6 +89,19 @@ extern "C" {
 #define WISP_STORE_UNAVAILABLE (-13)  /* the store is a fleet's shared one (Redis) and cannot be
                                          reached now: reads and writes fail; a write may or may
                                          not have happened. Try later, or answer 503 */
+/* Outbound HTTP (wisp_http_send); nothing was sent for -14, -15 and -18. */
+#define WISP_HTTP_NOT_ALLOWED (-14)   /* the URL's origin (or a redirect's) is not in allowed_hosts */
+#define WISP_HTTP_INVALID (-15)       /* a malformed URL, method or header line */
+#define WISP_HTTP_TIMEOUT (-16)       /* no response within 10 s or the invocation's deadline */
+#define WISP_HTTP_TOO_LARGE (-17)     /* the request body (1 MiB), headers (16 KiB) or the
+                                         response (4 MiB body, 64 KiB head) is over its cap */
+#define WISP_HTTP_TOO_MANY_CALLS (-18) /* over WISP_HTTP_MAX_CALLS calls in this invocation */
+#define WISP_HTTP_CONNECT_FAILED (-19) /* the name did not resolve, or the connection failed */
+#define WISP_HTTP_TLS_FAILED (-20)    /* the TLS handshake failed: a certificate that does not
+                                         verify, most often */
+#define WISP_HTTP_BAD_RESPONSE (-21)  /* not HTTP/1.x, or over 5 redirects */
+#define WISP_HTTP_NO_RESPONSE (-22)   /* wisp_http_read: no response is held, or a bad part */
+#define WISP_HTTP_MAX_CALLS 32
 #define WISP_KV_QUEUE_FULL WISP_QUEUE_FULL /* a kv write: a watcher of the key is too far behind */
 #define WISP_KV_STORE_UNAVAILABLE WISP_STORE_UNAVAILABLE
 #define WISP_BAD_POINTER WISP_KV_BAD_POINTER
@@ -226,9 +239,50 @@ static inline const char *wisp_strerror(int32_t code) {
     case WISP_TOO_MANY_MESSAGES: return "too many messages published by this invocation";
     case WISP_STORE_UNAVAILABLE:
         return "the shared store cannot be reached now; a write may or may not have happened";
+    case WISP_HTTP_NOT_ALLOWED: return "the host is not in this function's allowed_hosts";
+    case WISP_HTTP_INVALID: return "a malformed URL, method or header";
+    case WISP_HTTP_TIMEOUT: return "the outbound request timed out";
+    case WISP_HTTP_TOO_LARGE: return "the outbound request or its response is over a size cap";
+    case WISP_HTTP_TOO_MANY_CALLS: return "too many outbound requests in this invocation";
+    case WISP_HTTP_CONNECT_FAILED: return "could not connect";
+    case WISP_HTTP_TLS_FAILED: return "the TLS handshake failed (the certificate?)";
+    case WISP_HTTP_BAD_RESPONSE: return "the answer was not HTTP, or redirected too often";
+    case WISP_HTTP_NO_RESPONSE: return "no response is held";
     default: return code >= 0 ? "no error" : "unknown error";
     }
 }
+
+/*
+ * Outbound HTTP. Sends one request to an absolute http:// or https:// URL whose origin the
+ * function's "allowed_hosts" lists, following redirects to allowed origins only. `headers` is
+ * "Name: value" lines separated by "\n" (Host, Content-Length and Connection are the host's).
+ * The invocation is suspended until the response is in; a call never outlives the
+ * invocation's deadline. Returns the response's status (100 to 599) and writes at out[0] the
+ * length of its headers (as "name: value\n" lines, names in lowercase) and at out[1] the
+ * length of its body; or a negative WISP_HTTP_* code. The response is held until the next
+ * wisp_http_send:
+ *
+ *     uint32_t lens[2];
+ *     int32_t status = wisp_http_send(WISP_STR("GET"), WISP_STR("https://api.example.com/x"),
+ *                                     "", 0, "", 0, lens);
+ *     if (status < 0) return status;
+ *     char *body = malloc(lens[1]);
+ *     wisp_http_read(WISP_HTTP_BODY, 0, body, lens[1]);
+ */
+WISP_IMPORT("http_send")
+int32_t wisp_http_send(const char *method, size_t method_len, const char *url, size_t url_len,
+                       const char *headers, size_t headers_len, const void *body,
+                       size_t body_len, uint32_t out[2]);
+
+#define WISP_HTTP_HEADERS 0
+#define WISP_HTTP_BODY 1
+
+/*
+ * Copies the held response's headers (part WISP_HTTP_HEADERS) or body (WISP_HTTP_BODY), from
+ * byte `offset` on, into `buf`; returns the number of bytes copied.
+ */
+WISP_IMPORT("http_read")
+int32_t wisp_http_read(int32_t part, int32_t offset, void *buf, size_t buf_len);
 
 /* The same as wisp_strerror, by its older name. */
 static inline const char *wisp_kv_strerror(int32_t code) { return wisp_strerror(code); }

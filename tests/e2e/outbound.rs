@@ -209,3 +209,46 @@ fn get_at(addr: SocketAddr, path: &str) -> Reply {
     let _ = stream.read_to_end(&mut out);
     Reply::parse(&String::from_utf8_lossy(&out))
 }
+
+#[test]
+fn weather_asks_its_service_when_allowed_and_falls_back_to_its_own_data() {
+    let service = Upstream::http();
+    let data = TempDir::new();
+    let server = Server::serve(&data.0, &[]);
+    let url = service.url("http", "/weather");
+    let env = format!("env=WEATHER_URL%3D{}", url.replace(':', "%3A"));
+    let deploy = |allow: &str| {
+        let config = format!("route=/api/weather&{env}{allow}");
+        let reply = server.deploy("weather", "weather", &config);
+        assert!(reply.status < 300, "{}", reply.body);
+    };
+    deploy(&format!("&allow_host={}", service.url("http", "")));
+    let reply = server.get("/api/weather?city=Lisbon");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let expected = format!(r#"{{"city":"Lisbon","source":"stand-in:{}"}}"#, service.port);
+    assert_eq!(reply.body, expected);
+    assert_eq!(reply.header("x-weather-source"), Some("upstream"));
+    assert_eq!(
+        service.seen.lock().unwrap().as_slice(),
+        ["GET /weather?city=Lisbon HTTP/1.1"]
+    );
+
+    // Not allowed: its own data, and the service never hears of it.
+    deploy("");
+    let reply = server.get("/api/weather?city=Lisbon");
+    assert_eq!(reply.header("x-weather-source"), Some("built-in"));
+    assert!(reply.body.contains(r#""condition":"Sunny""#), "{}", reply.body);
+    assert_eq!(service.seen.lock().unwrap().len(), 1);
+
+    // Allowed, but nobody listens there: its own data again.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let config = format!(
+        "route=/api/weather&env=WEATHER_URL%3Dhttp%3A//127.0.0.1%3A{port}/&allow_host=http://127.0.0.1:{port}"
+    );
+    assert!(server.deploy("weather", "weather", &config).status < 300);
+    let reply = server.get("/api/weather?city=Lisbon");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.header("x-weather-source"), Some("built-in"));
+}
