@@ -333,7 +333,7 @@ pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> 
         &ex,
         http::serve(
             ex.clone(),
-            listener,
+            vec![http::Listener::plain(listener)],
             options.http.clone(),
             service.clone(),
             service.http_stats(),

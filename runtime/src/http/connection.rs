@@ -6,13 +6,14 @@
 
 use std::fmt::Write as _;
 use std::io::{self, IoSlice};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use smol::Timer;
 use smol::future::{self, Future};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smol::{Async, Timer};
 
+use super::stream::Stream;
 use super::{Body, Limits, Request, Response, reason};
 
 mod parse;
@@ -97,7 +98,7 @@ impl Stop {
 
 /// One client connection: its socket, its read buffer, and the buffer responses are built in.
 pub(super) struct Connection {
-    stream: Async<TcpStream>,
+    stream: Stream,
     peer: SocketAddr,
     local: SocketAddr,
     limits: Limits,
@@ -112,12 +113,7 @@ pub(super) struct Connection {
 }
 
 impl Connection {
-    pub fn new(
-        stream: Async<TcpStream>,
-        peer: SocketAddr,
-        local: SocketAddr,
-        limits: &Limits,
-    ) -> Self {
+    pub fn new(stream: Stream, peer: SocketAddr, local: SocketAddr, limits: &Limits) -> Self {
         let capacity = limits.max_head_bytes.max(MIN_BUFFER);
         Self {
             stream,
@@ -201,6 +197,7 @@ impl Connection {
             body,
             peer: self.peer,
             local: self.local,
+            tls: self.stream.is_tls(),
         };
         Ok(Incoming { request, reply })
     }
@@ -277,9 +274,8 @@ impl Connection {
     /// may come (`input_may_follow`) or already has, this stops sending and drains the input
     /// for a moment first.
     pub async fn close(mut self, input_may_follow: bool) {
-        let stream = self.stream.get_ref();
-        let _ = stream.shutdown(Shutdown::Write);
-        let unread = self.start < self.end || stream.peek(&mut [0]).is_ok_and(|n| n > 0);
+        self.stream.shutdown_write(LINGER).await;
+        let unread = self.start < self.end || self.stream.tcp().peek(&mut [0]).is_ok_and(|n| n > 0);
         if !input_may_follow && !unread {
             return;
         }
@@ -505,11 +501,7 @@ fn body_stop(stop: Stop) -> ReadError {
 }
 
 /// One read, given up at `deadline`. End of input reads as `Ok(0)`.
-async fn read_by(
-    stream: &mut Async<TcpStream>,
-    buf: &mut [u8],
-    deadline: Instant,
-) -> Result<usize, Stop> {
+async fn read_by(stream: &mut Stream, buf: &mut [u8], deadline: Instant) -> Result<usize, Stop> {
     let read = async { stream.read(buf).await.map_err(|_| Stop::Closed) };
     future::or(read, async {
         Timer::at(deadline).await;
@@ -521,7 +513,7 @@ async fn read_by(
 /// Writes all of `bufs`, usually in one syscall. A client that takes none of it for `stall`
 /// (it stopped reading) is given up on.
 async fn write_all(
-    stream: &mut Async<TcpStream>,
+    stream: &mut Stream,
     mut bufs: &mut [IoSlice<'_>],
     stall: Duration,
 ) -> io::Result<()> {
@@ -537,6 +529,14 @@ async fn write_all(
             return Err(io::ErrorKind::WriteZero.into());
         }
         IoSlice::advance_slices(&mut bufs, n);
+    }
+    if stream.is_tls() {
+        let flush = stream.flush();
+        future::or(flush, async {
+            Timer::after(stall).await;
+            Err(io::ErrorKind::TimedOut.into())
+        })
+        .await?;
     }
     Ok(())
 }

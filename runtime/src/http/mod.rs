@@ -3,7 +3,8 @@
 //! Nothing above this module sees bytes or httparse: a [`Handler`] gets a parsed [`Request`]
 //! (head and whole body) and returns a [`Response`]. This module owns keep-alive, pipelining,
 //! `Transfer-Encoding: chunked`, `Expect: 100-continue`, the limits on heads, bodies and slow
-//! clients, the connection cap, and graceful shutdown. It knows nothing of wasm.
+//! clients, the connection cap, graceful shutdown, and TLS on the listeners that have it (the
+//! same connection code, over a TLS stream). It knows nothing of wasm.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,10 +12,11 @@ use std::time::Duration;
 
 mod connection;
 mod server;
+mod stream;
 #[cfg(test)]
 mod tests;
 
-pub use server::{Stats, serve};
+pub use server::{Listener, Stats, serve};
 
 /// The limits the front end enforces before a request reaches a [`Handler`].
 #[derive(Debug, Clone)]
@@ -29,6 +31,9 @@ pub struct Limits {
     /// Time a client has to send a whole head once its first byte arrived. Past it: `408`.
     /// Default 10 s.
     pub head_timeout: Duration,
+    /// Time a client of a TLS listener has to complete the handshake, from its connection on.
+    /// Past it, the connection is closed. Default 10 s.
+    pub handshake_timeout: Duration,
     /// Time a client has to send the rest of a body. Past it: `408`. Default 30 s.
     pub body_timeout: Duration,
     /// Time an idle keep-alive connection is kept open waiting for the next request. Default 60 s.
@@ -46,6 +51,7 @@ impl Default for Limits {
             max_headers: 64,
             max_body_bytes: 1024 * 1024,
             head_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
@@ -76,6 +82,8 @@ pub struct Request {
     pub body: Vec<u8>,
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    /// It came over TLS.
+    pub tls: bool,
 }
 
 impl Request {

@@ -1,11 +1,13 @@
-//! Accepting connections and running each one: the connection cap and graceful shutdown.
+//! Accepting connections and running each one: the connection cap, TLS handshakes and
+//! graceful shutdown.
 
 use std::future::Future;
 use std::io;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::task::Poll;
 use std::time::Duration;
 
 use smol::channel::{self, Receiver, Sender};
@@ -14,7 +16,29 @@ use smol::lock::{Semaphore, SemaphoreGuardArc};
 use smol::{Async, Executor, Timer};
 
 use super::connection::{Connection, ReadError, Reply};
+use super::stream::Stream;
 use super::{Handler, Limits, Response};
+
+/// A socket to accept connections on, and whether they speak TLS.
+pub struct Listener {
+    socket: Async<TcpListener>,
+    /// The TLS settings of its connections, read at each handshake: a certificate resolver in
+    /// them may change the certificate between handshakes.
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl Listener {
+    pub fn plain(socket: Async<TcpListener>) -> Listener {
+        Listener { socket, tls: None }
+    }
+
+    pub fn tls(socket: Async<TcpListener>, config: Arc<rustls::ServerConfig>) -> Listener {
+        Listener {
+            socket,
+            tls: Some(config),
+        }
+    }
+}
 
 /// Counters for metrics. Relaxed atomics: each is read on its own, never against another.
 #[derive(Debug, Default)]
@@ -49,8 +73,8 @@ impl Drop for Slot {
     }
 }
 
-/// Serves HTTP/1.1 on `listener` until `shutdown` completes, spawning one task per connection
-/// on `ex` (which must be running).
+/// Serves HTTP/1.1 on `listeners` until `shutdown` completes, spawning one task per connection
+/// on `ex` (which must be running). Every listener shares the connection cap and the limits.
 ///
 /// On shutdown it stops accepting, closes idle connections, lets requests in flight finish
 /// (their responses say `Connection: close`), and returns once every connection is closed, or
@@ -58,7 +82,7 @@ impl Drop for Slot {
 /// if the listener itself is unusable; failures of single connections never end it.
 pub async fn serve<H: Handler>(
     ex: Arc<Executor<'static>>,
-    listener: Async<TcpListener>,
+    listeners: Vec<Listener>,
     limits: Limits,
     handler: Arc<H>,
     stats: Arc<Stats>,
@@ -80,11 +104,14 @@ pub async fn serve<H: Handler>(
     let (done, all_done) = channel::bounded::<()>(1);
 
     let accepting = async {
+        let mut turn = 0usize;
         loop {
+            turn = turn.wrapping_add(1);
             // The permit is taken before accepting: at the cap, clients wait in the backlog
             // rather than being accepted and then starved.
             let permit = permits.acquire_arc().await;
-            let (stream, peer) = match listener.accept().await {
+            let (which, accepted) = accept(&listeners, turn).await;
+            let (stream, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Err(e),
                 Err(e) if is_per_connection(&e) => continue,
@@ -107,14 +134,33 @@ pub async fn serve<H: Handler>(
                 _done: done.clone(),
                 stats: shared.stats.clone(),
             };
-            let conn = Connection::new(stream, peer, local, &shared.limits);
+            let tls = listeners[which].tls.clone();
             let (shared, stopped, aborted) = (shared.clone(), stopped.clone(), aborted.clone());
             ex.spawn(async move {
                 let _slot = slot;
                 let aborted = async {
                     let _ = aborted.recv().await;
                 };
-                run(conn, &shared, stopped).or(aborted).await;
+                let serving = async {
+                    let stream = match tls {
+                        None => Stream::Plain(stream),
+                        Some(config) => {
+                            let timeout = shared.limits.handshake_timeout;
+                            let handshake = Stream::handshake(stream, config, timeout);
+                            let stop = async {
+                                let _ = stopped.recv().await;
+                                None
+                            };
+                            match handshake.or(stop).await {
+                                Some(stream) => stream,
+                                None => return,
+                            }
+                        }
+                    };
+                    let conn = Connection::new(stream, peer, local, &shared.limits);
+                    run(conn, &shared, stopped).await;
+                };
+                serving.or(aborted).await;
             })
             .detach();
             // While clients keep coming, `accept` is always ready: let the new connections and
@@ -130,7 +176,7 @@ pub async fn serve<H: Handler>(
     let result = stopping.or(accepting).await;
 
     // Refuse new clients right away rather than leaving them in the backlog.
-    drop(listener);
+    drop(listeners);
     drop((stop, done));
     let finished = async {
         let _ = all_done.recv().await;
@@ -142,6 +188,31 @@ pub async fn serve<H: Handler>(
     // Tasks still running end at their next poll.
     drop(abort);
     result
+}
+
+/// Accepts the next connection on whichever listener has one, and says which. `turn` rotates
+/// the listener looked at first, so that a busy one cannot starve another.
+async fn accept(
+    listeners: &[Listener],
+    turn: usize,
+) -> (usize, io::Result<(Async<TcpStream>, SocketAddr)>) {
+    if let [only] = listeners {
+        return (0, only.socket.accept().await);
+    }
+    let mut accepts: Vec<_> = listeners
+        .iter()
+        .map(|l| Box::pin(l.socket.accept()))
+        .collect();
+    future::poll_fn(|cx| {
+        let n = accepts.len();
+        for i in (0..n).map(|i| (i + turn) % n) {
+            if let Poll::Ready(accepted) = accepts[i].as_mut().poll(cx) {
+                return Poll::Ready((i, accepted));
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Errors from `accept` that are about one connection, not the listener.

@@ -46,7 +46,7 @@ fn server() -> SocketAddr {
             };
             let serve = wisp::http::serve(
                 ex.clone(),
-                listener,
+                vec![wisp::http::Listener::plain(listener)],
                 limits,
                 Arc::new(Echo),
                 Default::default(),

@@ -81,6 +81,7 @@ fn limits() -> Limits {
         max_headers: 8,
         max_body_bytes: 1024,
         head_timeout: PATIENCE,
+        handshake_timeout: PATIENCE,
         body_timeout: PATIENCE,
         idle_timeout: PATIENCE,
         max_connections: 64,
@@ -118,7 +119,7 @@ impl Server {
             };
             let serving = serve(
                 ex.clone(),
-                listener,
+                vec![Listener::plain(listener)],
                 limits,
                 handler,
                 server_stats,
