@@ -33,7 +33,8 @@
 //! `wisp.json` manifest), [`logs`] (each function's recent log lines), [`server`] (start and
 //! stop), [`cli`] (the commands), [`board`] (server defaults sized for each class of device),
 //! [`fleet`] (devices joined through Redis: every deploy recorded in a log there and applied by
-//! every device, heartbeats, the list of devices).
+//! every device, heartbeats, the list of devices), [`tls`] (the device's certificate for its
+//! HTTPS listener, and the fingerprints the CLI pins).
 
 pub mod admin;
 pub mod board;
@@ -52,6 +53,7 @@ pub mod router;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod tls;
 pub mod topics;
 pub mod triggers;
 pub mod wagi;
