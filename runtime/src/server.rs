@@ -22,6 +22,7 @@ use crate::invoke::Invoker;
 use crate::registry::{self, Registry};
 use crate::service::Service;
 use crate::store::{Backend, DEFAULT_VISIBILITY, Embedded, RedisOptions, RedisStore};
+use crate::tls::{self, Certificate};
 use crate::topics::{self, Topics};
 use crate::triggers::{Context, Triggers};
 
@@ -35,6 +36,15 @@ const MANIFEST_CATCH_UP: Duration = Duration::from_secs(10);
 pub struct Options {
     /// Address to listen on. Default `0.0.0.0:8080`.
     pub listen: String,
+    /// Address to listen on with HTTPS, the same routes. Default: none.
+    pub listen_tls: Option<String>,
+    /// The operator's certificate (PEM, the chain) and key for HTTPS, read again on `SIGHUP`.
+    /// Default: the device's own, made at first start in `DATA/tls/`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Take the admin token over plain HTTP from other machines too. Default: only over HTTPS,
+    /// or from 127.0.0.1 and ::1.
+    pub insecure_admin: bool,
     pub http: http::Limits,
     /// Threads that serve connections and run the invocations of their requests. Default: one
     /// per core.
@@ -80,6 +90,10 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             listen: "0.0.0.0:8080".into(),
+            listen_tls: None,
+            tls_cert: None,
+            tls_key: None,
+            insecure_admin: false,
             http: http::Limits::default(),
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             scheduler: SchedulerConfig::default(),
@@ -134,6 +148,40 @@ fn admin_token(options: &Options) -> Result<Token, String> {
             path.display()
         )),
     }
+}
+
+/// The HTTPS listener's certificate, if there is one: the operator's, or the device's own
+/// (made at first start). Says where it is and its fingerprint, which users pin.
+fn certificate(options: &Options) -> Result<Option<Certificate>, String> {
+    let source = match (&options.tls_cert, &options.tls_key) {
+        (Some(cert), Some(key)) => tls::Source::Operator {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        (None, None) => tls::Source::Device(options.data.join("tls")),
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    };
+    let Some(listen) = &options.listen_tls else {
+        return match source {
+            tls::Source::Operator { .. } => {
+                Err("--tls-cert and --tls-key need --listen-tls".into())
+            }
+            tls::Source::Device(_) => Ok(None),
+        };
+    };
+    let ip = listen.parse::<SocketAddr>().ok().map(|a| a.ip());
+    let certificate = Certificate::open(source, &tls::names(&fleet::host_name(), ip))?;
+    let path = certificate.path();
+    if certificate.created {
+        println!("wisp: created a TLS certificate in {}", path.display());
+    } else {
+        println!("wisp: TLS certificate in {}", path.display());
+    }
+    println!(
+        "wisp: TLS certificate SHA256 fingerprint: {}",
+        certificate.fingerprint()
+    );
+    Ok(Some(certificate))
 }
 
 /// Creates `path` readable by its owner only, durably.
@@ -218,7 +266,8 @@ pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> 
                 options.data.display()
             )
         })?;
-    let token = admin_token(&options)?;
+    let token = admin_token(&options)?.insecure(options.insecure_admin);
+    let certificate = certificate(&options)?;
     let registry = Registry::open(&options.data).map_err(|e| {
         format!(
             "cannot open the data folder {}: {e}",
@@ -244,6 +293,15 @@ pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> 
     let listener = TcpListener::bind(&options.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
     let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    let tls_listener = match &options.listen_tls {
+        Some(listen) => {
+            let listener =
+                TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            Some((listener, addr))
+        }
+        None => None,
+    };
     let fleet = match &options.redis {
         Some(redis) => {
             let fleet_options = fleet::Options {
@@ -288,11 +346,18 @@ pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> 
         options.max_module_bytes,
         fleet.clone(),
     ));
-    let listener = Async::new(listener).map_err(|e| e.to_string())?;
+    let mut listeners = vec![http::Listener::plain(
+        Async::new(listener).map_err(|e| e.to_string())?,
+    )];
     let functions = deployed.functions();
-    let signals =
-        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
-            .map_err(|e| format!("cannot watch signals: {e}"))?;
+    use async_signal::Signal;
+    // SIGHUP reloads the certificate; without one it keeps its usual meaning.
+    let watched = match &certificate {
+        Some(_) => &[Signal::Term, Signal::Int, Signal::Hup][..],
+        None => &[Signal::Term, Signal::Int][..],
+    };
+    let signals = async_signal::Signals::new(watched.iter().copied())
+        .map_err(|e| format!("cannot watch signals: {e}"))?;
 
     println!("wisp: data in {}", options.data.display());
     for f in &functions {
@@ -302,6 +367,11 @@ pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> 
             f.name(),
             f.version
         );
+    }
+    if let (Some((listener, tls_addr)), Some(certificate)) = (tls_listener, &certificate) {
+        let listener = Async::new(listener).map_err(|e| e.to_string())?;
+        listeners.push(http::Listener::tls(listener, certificate.config()));
+        println!("wisp: listening on https://{tls_addr}");
     }
     // Tests and scripts wait for this line, so it goes out at once.
     println!("wisp: listening on http://{addr}");
@@ -325,15 +395,20 @@ pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> 
         .collect();
     let shutdown = async move {
         let mut signals = signals;
-        if let Some(Ok(signal)) = signals.next().await {
+        while let Some(Ok(signal)) = signals.next().await {
+            if let (Signal::Hup, Some(certificate)) = (signal, &certificate) {
+                reload(certificate);
+                continue;
+            }
             eprintln!("wisp: {signal:?} received; finishing in-flight requests");
+            break;
         }
     };
     let served = smol::block_on(run_tasks(
         &ex,
         http::serve(
             ex.clone(),
-            vec![http::Listener::plain(listener)],
+            listeners,
             options.http.clone(),
             service.clone(),
             service.http_stats(),
@@ -356,6 +431,21 @@ pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> 
     served.map_err(|e| e.to_string())?;
     eprintln!("wisp: stopped");
     Ok(())
+}
+
+/// Reads the certificate and key again (`SIGHUP`): new connections get the new pair; a pair
+/// that does not load leaves the old one serving.
+fn reload(certificate: &Certificate) {
+    match certificate.reload() {
+        Ok(fingerprint) => eprintln!(
+            "wisp: SIGHUP: serving the TLS certificate in {}, SHA256 fingerprint {fingerprint}",
+            certificate.path().display()
+        ),
+        Err(why) => eprintln!(
+            "wisp: SIGHUP: still serving the TLS certificate with SHA256 fingerprint {}: {why}",
+            certificate.fingerprint()
+        ),
+    }
 }
 
 /// What invokes a function: its routes, topics, timers and watches, for the start-up listing.

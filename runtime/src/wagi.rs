@@ -59,10 +59,15 @@ pub fn invocation(request: Request, route: &RouteInfo, env: &[(String, String)])
     vars.set("QUERY_STRING", &[&request.query]);
     vars.set("X_MATCHED_ROUTE", &[route.pattern]);
     let query_mark = if request.query.is_empty() { "" } else { "?" };
+    let scheme = if request.tls { "https://" } else { "http://" };
     vars.set(
         "X_FULL_URL",
-        &["http://", &host, &request.path, query_mark, &request.query],
+        &[scheme, &host, &request.path, query_mark, &request.query],
     );
+    // CGI's convention (RFC 3875 leaves it to servers; Apache and nginx set it).
+    if request.tls {
+        vars.set("HTTPS", &["on"]);
+    }
     vars.set("WISP_FUNCTION", &[route.function]);
     vars.display("CONTENT_LENGTH", request.body.len());
     if let Some(ct) = request.header("content-type") {

@@ -1,13 +1,15 @@
 //! The admin API under `/_wisp/`: deploy, list, show, delete, versions, rollback, logs,
 //! metrics, keys, topics, dead letters and the fleet. On a device in a fleet, deploys,
 //! rollbacks and deletes go through the fleet, which applies them on every device. Every call needs `Authorization: Bearer TOKEN`;
-//! without it, `401` and nothing else (not even whether a path exists). Answers are JSON, errors
-//! `{"error": "..."}`.
+//! without it, `401` and nothing else (not even whether a path exists). Over plain HTTP from
+//! another machine, every call is `403` unless the server runs with `--insecure-admin`: the
+//! token would cross the network in clear. Answers are JSON, errors `{"error": "..."}`.
 
 mod deploy;
 mod kv;
 mod topics;
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -82,13 +84,34 @@ impl Admin {
 
 const PREFIX: &str = "/_wisp/";
 
-/// The admin token. Compared in constant time.
+/// The admin token, and how it may travel. Compared in constant time.
 #[derive(Clone)]
-pub struct Token(String);
+pub struct Token {
+    secret: String,
+    /// Taken over plain HTTP from other machines too (`--insecure-admin`).
+    plain_from_afar: bool,
+}
 
 impl Token {
     pub fn new(token: String) -> Token {
-        Token(token)
+        Token {
+            secret: token,
+            plain_from_afar: false,
+        }
+    }
+
+    /// Takes the token over plain HTTP from any address, not only from this machine.
+    pub fn insecure(self, plain_from_afar: bool) -> Token {
+        Token {
+            plain_from_afar,
+            ..self
+        }
+    }
+
+    /// Whether an admin call may come this way at all, before any token is looked at: over
+    /// TLS, or from this machine, or anywhere with `--insecure-admin`.
+    fn travels_safely(&self, request: &Request) -> bool {
+        request.tls || self.plain_from_afar || is_local(request.peer.ip())
     }
 
     fn admits(&self, request: &Request) -> bool {
@@ -98,7 +121,17 @@ impl Token {
         let Some(given) = given.strip_prefix(b"Bearer ") else {
             return false;
         };
-        bool::from(given.trim_ascii().ct_eq(self.0.as_bytes()))
+        bool::from(given.trim_ascii().ct_eq(self.secret.as_bytes()))
+    }
+}
+
+/// Whether `peer` is this machine as a local CLI reaches it: 127.0.0.1 or ::1 (also as an
+/// IPv4-mapped IPv6 address). Every other address counts as another machine, the rest of
+/// 127.0.0.0/8 included: a test on one machine stands for a remote client with 127.0.0.2.
+pub fn is_local(peer: IpAddr) -> bool {
+    match peer.to_canonical() {
+        IpAddr::V4(ip) => ip == Ipv4Addr::LOCALHOST,
+        IpAddr::V6(ip) => ip == Ipv6Addr::LOCALHOST,
     }
 }
 
@@ -168,6 +201,14 @@ pub fn function_info(f: &Function) -> Value {
 
 /// Answers an admin request.
 pub async fn handle(admin: &Admin, request: Request) -> Response {
+    // Refused whatever the token: answering 401 would only invite the client to send it.
+    if !admin.token.travels_safely(&request) {
+        return error(
+            403,
+            "the admin API takes no token over plain HTTP from another machine: use https:// \
+             (the server's --listen-tls port), or start the server with --insecure-admin",
+        );
+    }
     if !admin.token.admits(&request) {
         return error(
             401,

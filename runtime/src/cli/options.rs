@@ -24,6 +24,14 @@ Server options:
                              pi-5, x86-64, or none; `--board help` lists them. Options given here win
                              [default: detected from the device's model, else none]
       --listen <ADDR>        Address to listen on [default: 0.0.0.0:8080]
+      --listen-tls <ADDR>    Address to listen on with HTTPS, the same routes (e.g. 0.0.0.0:8443).
+                             Its certificate is made at first start in DIR/tls/ (key mode 0600),
+                             and its SHA256 fingerprint printed at each start [default: none]
+      --tls-cert <PATH>      Serve this certificate (PEM, the chain) instead; read again on SIGHUP
+      --tls-key <PATH>       The certificate's private key (PEM); read again on SIGHUP
+      --insecure-admin       Take the admin token over plain HTTP from other machines too. By
+                             default plain HTTP takes it only from 127.0.0.1 and ::1 (every other
+                             address, 127.0.0.2 included, is another machine): 403 otherwise
       --data <DIR>           Data folder [default: $STATE_DIRECTORY, else ./wisp-data]
       --token-file <PATH>    Admin token file [default: DIR/admin.token; WISP_TOKEN overrides]
       --max-module-mb <MB>   Largest module a deploy may upload [default: 64]
@@ -35,7 +43,8 @@ Server options:
       --max-connections <N>  Open connections at most [default: 1024]
       --max-body-kb <KB>     Largest request body [default: 1024]
       --max-head-kb <KB>     Largest request head [default: 16]
-      --head-timeout-ms <MS> Time to send a request head [default: 10000]
+      --head-timeout-ms <MS> Time to send a request head, and to finish a TLS handshake
+                             [default: 10000]
       --max-queue-depth <N>  Messages each subscriber's queue (topic, watch, async calls) holds
                              at most; past it, publishing fails [default: 10000]
 
@@ -84,6 +93,10 @@ pub fn server(
 ) -> Result<bool, Error> {
     match name {
         "listen" => options.listen = parser.value()?.string()?,
+        "listen-tls" => options.listen_tls = Some(parser.value()?.string()?),
+        "tls-cert" => options.tls_cert = Some(parser.value()?.into()),
+        "tls-key" => options.tls_key = Some(parser.value()?.into()),
+        "insecure-admin" => options.insecure_admin = true,
         "data" => options.data = parser.value()?.into(),
         "token-file" => options.token_file = Some(parser.value()?.into()),
         "max-module-mb" => {
@@ -116,7 +129,9 @@ pub fn server(
             options.http.max_head_bytes = number::<usize>(parser, "max-head-kb")? << 10
         }
         "head-timeout-ms" => {
-            options.http.head_timeout = Duration::from_millis(number(parser, "head-timeout-ms")?);
+            let timeout = Duration::from_millis(number(parser, "head-timeout-ms")?);
+            options.http.head_timeout = timeout;
+            options.http.handshake_timeout = timeout;
         }
         "redis" => options.redis = Some(parser.value()?.string()?),
         "fleet" => {
