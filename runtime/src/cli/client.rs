@@ -1,12 +1,15 @@
-//! A small blocking HTTP/1.1 client for the commands that talk to a server: plain http (devices
-//! are on a LAN), one request per connection (`Connection: close`), bodies sent with
-//! Content-Length and read by Content-Length, chunked, or until the server closes.
+//! A small blocking HTTP/1.1 client for the commands that talk to a server: http, or https to a
+//! device whose certificate is pinned (see [`super::pin`]), one request per connection
+//! (`Connection: close`), bodies sent with Content-Length and read by Content-Length, chunked,
+//! or until the server closes.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use super::Error;
+use super::pin::{self, TlsStream};
+use crate::tls::Fingerprint;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -14,9 +17,10 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_HEAD: u64 = 64 << 10;
 const MAX_LINE: u64 = 4 << 10;
 
-/// Where a server is: `http://host[:port][/base]`.
+/// Where a server is: `http://host[:port][/base]` or `https://...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
+    pub tls: bool,
     /// As in the `Host` header: IPv6 addresses keep their brackets.
     pub host: String,
     pub port: u16,
@@ -25,16 +29,14 @@ pub struct Url {
 }
 
 impl Url {
-    /// Parses `http://host[:port][/base]`; a URL without a scheme is taken as http.
+    /// Parses `http[s]://host[:port][/base]`; a URL without a scheme is taken as http.
     pub fn parse(text: &str) -> Result<Url, Error> {
         let bad = |why: &str| Error(format!("server URL `{text}`: {why}"));
-        let rest = match text.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
-            Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => {
-                return Err(bad("https is not supported; wisp servers speak plain http"));
-            }
-            Some((scheme, _)) => return Err(bad(&format!("`{scheme}` is not http"))),
-            None => text,
+        let (tls, rest) = match text.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (false, rest),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => (true, rest),
+            Some((scheme, _)) => return Err(bad(&format!("`{scheme}` is not http or https"))),
+            None => (false, text),
         };
         let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         if path.contains(['?', '#']) || path.contains(char::is_whitespace) {
@@ -57,25 +59,40 @@ impl Url {
             return Err(bad("no host"));
         }
         let port = match port {
-            None => 80,
+            None => Url::default_port(tls),
             Some(p) => p.parse().map_err(|_| bad(&format!("bad port `{p}`")))?,
         };
         let base = path.trim_end_matches('/').to_string();
-        Ok(Url { host, port, base })
+        Ok(Url {
+            tls,
+            host,
+            port,
+            base,
+        })
     }
 
-    /// `host:port`, or just `host` on port 80, as the `Host` header wants it.
+    fn default_port(tls: bool) -> u16 {
+        if tls { 443 } else { 80 }
+    }
+
+    /// `host:port`, or just `host` on the scheme's port, as the `Host` header wants it.
     fn authority(&self) -> String {
         match self.port {
-            80 => self.host.clone(),
+            port if port == Url::default_port(self.tls) => self.host.clone(),
             port => format!("{}:{port}", self.host),
         }
+    }
+
+    /// `host:port` as `known_devices` names a device.
+    pub fn device(&self) -> String {
+        format!("{}:{}", self.host.to_ascii_lowercase(), self.port)
     }
 }
 
 impl std::fmt::Display for Url {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}{}", self.authority(), self.base)
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.authority(), self.base)
     }
 }
 
@@ -99,13 +116,47 @@ pub struct Client {
     pub token: Option<String>,
     /// None waits forever (`logs --follow`).
     pub read_timeout: Option<Duration>,
+    /// The certificate an https server must show; without it, the one pinned in
+    /// `known_devices`, or on first use whichever it shows.
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// A connection to a server.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
 }
 
 /// A response whose body has not been read yet.
 pub struct Response {
     pub status: u16,
     pub reason: String,
-    body: Body<BufReader<TcpStream>>,
+    body: Body<BufReader<Stream>>,
     server: String,
 }
 
@@ -120,7 +171,7 @@ impl Client {
         body: &[u8],
     ) -> Result<Response, Error> {
         let server = self.url.to_string();
-        let stream = self.connect()?;
+        let mut stream = self.connect()?;
         let mut head = format!(
             "{method} {}{target} HTTP/1.1\r\nUser-Agent: wisp/{}\r\nConnection: close\r\n",
             self.url.base,
@@ -139,9 +190,10 @@ impl Client {
             head.push_str(&format!("Content-Length: {}\r\n", body.len()));
         }
         head.push_str("\r\n");
-        let sent = (&stream)
+        let sent = stream
             .write_all(head.as_bytes())
-            .and_then(|()| (&stream).write_all(body));
+            .and_then(|()| stream.write_all(body))
+            .and_then(|()| stream.flush());
         // A server may answer (413, 401) and close before taking the whole body: its answer
         // says more than our broken pipe, so read it whether or not the send went through.
         let read = read_response(BufReader::new(stream), method == "HEAD");
@@ -156,7 +208,16 @@ impl Client {
         }
     }
 
-    fn connect(&self) -> Result<TcpStream, Error> {
+    fn connect(&self) -> Result<Stream, Error> {
+        let tcp = self.connect_tcp()?;
+        if !self.url.tls {
+            return Ok(Stream::Plain(tcp));
+        }
+        let tls = pin::connect(tcp, &self.url, self.fingerprint)?;
+        Ok(Stream::Tls(Box::new(tls)))
+    }
+
+    fn connect_tcp(&self) -> Result<TcpStream, Error> {
         let unreachable = |e: io::Error| Error(format!("cannot reach {}: {e}", self.url));
         let host = self.url.host.trim_start_matches('[').trim_end_matches(']');
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address for the host");
@@ -418,13 +479,15 @@ mod tests {
     fn urls() {
         let ok = |h: &str, p, b: &str| Ok((h.to_string(), p, b.to_string()));
         assert_eq!(url("http://127.0.0.1:8080"), ok("127.0.0.1", 8080, ""));
+        assert_eq!(url("https://pi.local:8443/"), ok("pi.local", 8443, ""));
+        assert_eq!(url("HTTPS://pi.local"), ok("pi.local", 443, ""));
         assert_eq!(url("HTTP://pi.local/"), ok("pi.local", 80, ""));
         assert_eq!(url("pi.local:9000/wisp/"), ok("pi.local", 9000, "/wisp"));
         assert_eq!(url("http://[::1]:8080/a/b"), ok("[::1]", 8080, "/a/b"));
         assert_eq!(url("http://[fe80::1]"), ok("[fe80::1]", 80, ""));
         for bad in [
-            "https://pi.local",
             "ftp://pi.local",
+            "https://",
             "http://",
             "http://:8080",
             "http://pi:80x",
@@ -435,14 +498,18 @@ mod tests {
         ] {
             assert!(url(bad).is_err(), "{bad}");
         }
-        assert!(
-            url("https://x")
-                .unwrap_err()
-                .contains("https is not supported")
-        );
         let u = Url::parse("http://[::1]:8080/a").unwrap();
         assert_eq!(u.to_string(), "http://[::1]:8080/a");
         assert_eq!(Url::parse("http://pi:80").unwrap().to_string(), "http://pi");
+        let u = Url::parse("https://Pi.Local:443").unwrap();
+        assert!(u.tls);
+        assert_eq!(u.to_string(), "https://Pi.Local");
+        assert_eq!(u.device(), "pi.local:443");
+        assert!(!Url::parse("pi:8080").unwrap().tls);
+        assert_eq!(
+            Url::parse("https://pi:80").unwrap().to_string(),
+            "https://pi:80"
+        );
     }
 
     #[test]

@@ -24,6 +24,8 @@ Options:
       --data-file <FILE>     Send FILE's bytes as the request body (- for stdin)
   -H, --header <'K: V'>      Add a request header (repeatable)
       --server <URL>         The server [default: $WISP_SERVER, else http://127.0.0.1:8080]
+      --fingerprint <SHA256> The certificate an https:// server must show [default:
+                             $WISP_FINGERPRINT, else the one pinned, else the first one seen]
   -h, --help                 Show this help
 ";
 

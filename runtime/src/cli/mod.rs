@@ -12,6 +12,7 @@ mod install;
 mod invoke;
 mod kv;
 mod options;
+mod pin;
 mod remote;
 mod run;
 mod serve;

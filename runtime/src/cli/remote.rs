@@ -1,5 +1,5 @@
-//! What the commands that talk to a server share: `--server` and the admin token, parsing
-//! their command lines, and turning the server's error answers into one line.
+//! What the commands that talk to a server share: `--server`, `--fingerprint` and the admin
+//! token, parsing their command lines, and turning the server's error answers into one line.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use serde::de::IgnoredAny;
 
 use super::Error;
 use super::client::{self, Client, Response, Url};
+use crate::tls::Fingerprint;
 
 const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 /// Largest JSON answer held in memory; the real ones are a few KiB.
@@ -19,6 +20,7 @@ const MAX_JSON: u64 = 16 << 20;
 #[derive(Default)]
 pub struct Common {
     server: Option<String>,
+    fingerprint: Option<String>,
     token: Option<Token>,
     pub json: bool,
 }
@@ -83,6 +85,7 @@ pub fn parse(
         };
         match (name.as_str(), syntax.admin) {
             ("server", _) => common.server = Some(parser.value()?.string()?),
+            ("fingerprint", _) => common.fingerprint = Some(parser.value()?.string()?),
             ("token", true) => common.token = Some(Token::Value(parser.value()?.string()?)),
             ("token-file", true) => common.token = Some(Token::File(parser.value()?.into())),
             ("json", _) if syntax.json => common.json = true,
@@ -109,11 +112,36 @@ impl Common {
                 .filter(|s| !s.trim().is_empty())
                 .unwrap_or_else(|| DEFAULT_SERVER.into()),
         };
+        let url = Url::parse(server.trim())?;
         Ok(Client {
-            url: Url::parse(server.trim())?,
+            fingerprint: self.fingerprint(&url)?,
+            url,
             token: if admin { Some(self.token()?) } else { None },
             read_timeout: Some(client::READ_TIMEOUT),
         })
+    }
+
+    /// `--fingerprint`, else `$WISP_FINGERPRINT`: the certificate an https server must show.
+    fn fingerprint(&self, url: &Url) -> Result<Option<Fingerprint>, Error> {
+        let (text, given) = match &self.fingerprint {
+            Some(text) => (text.clone(), "--fingerprint"),
+            None => match std::env::var("WISP_FINGERPRINT") {
+                Ok(text) if !text.trim().is_empty() => (text, "WISP_FINGERPRINT"),
+                _ => return Ok(None),
+            },
+        };
+        if !url.tls {
+            return Err(Error(format!(
+                "{given} pins an https:// server's certificate; {url} is plain http"
+            )));
+        }
+        let print = Fingerprint::parse(&text).ok_or_else(|| {
+            Error(format!(
+                "{given} `{}` is not a SHA256 fingerprint (64 hex digits, colons optional)",
+                text.trim()
+            ))
+        })?;
+        Ok(Some(print))
     }
 
     fn token(&self) -> Result<String, Error> {
@@ -218,6 +246,9 @@ macro_rules! server_help {
         "
 Server options:
       --server <URL>         The server [default: $WISP_SERVER, else http://127.0.0.1:8080]
+      --fingerprint <SHA256> The certificate an https:// server must show, as the server prints
+                             it at start [default: $WISP_FINGERPRINT, else the one pinned in
+                             ~/.config/wisp/known_devices, else the first one seen, then pinned]
       --token <TOKEN>        The admin token [default: $WISP_TOKEN]
       --token-file <PATH>    Read the admin token from PATH (the server's DATA/admin.token;
                              it says where when it starts)
