@@ -118,6 +118,8 @@ fn install_dry_run_prints_the_steps_and_embeds_the_unit() {
         "/etc/systemd/system/wisp.service",
         "would run: systemctl enable wisp",
         "/var/lib/wisp/admin.token",
+        "/var/lib/wisp/tls/cert.pem",
+        "--fingerprint",
     ] {
         assert!(text.contains(step), "{step} missing in {text}");
     }
@@ -133,7 +135,8 @@ fn install_dry_run_prints_the_steps_and_embeds_the_unit() {
     assert_eq!(unit, std::fs::read_to_string(file).unwrap());
     for line in [
         "User=wisp",
-        "ExecStart=/usr/local/bin/wisp serve",
+        "ExecStart=/usr/local/bin/wisp serve --listen-tls 0.0.0.0:8443",
+        "ExecReload=/bin/kill -HUP $MAINPID",
         "StateDirectory=wisp",
         "Restart=on-failure",
         "NoNewPrivileges=yes",

@@ -12,12 +12,14 @@ use std::time::{Duration, Instant};
 use lexopt::prelude::*;
 
 use super::Error;
+use crate::tls::Fingerprint;
 
 pub const HELP: &str = "\
 Install this binary as a systemd service: create the system user `wisp`, copy the binary to
 /usr/local/bin/wisp, write /etc/systemd/system/wisp.service, enable it and (re)start it. The
-service serves on port 8080 with the data folder /var/lib/wisp. Run again with a newer binary
-to upgrade: deployed functions and data stay.
+service serves HTTP on port 8080 and HTTPS on 8443 (its own certificate, made at first start:
+install prints its fingerprint, which the CLI pins), with the data folder /var/lib/wisp. Run
+again with a newer binary to upgrade: deployed functions and data stay.
 
 Usage: sudo wisp install [OPTIONS]
 
@@ -33,6 +35,9 @@ const BINARY: &str = "/usr/local/bin/wisp";
 const UNIT_FILE: &str = "/etc/systemd/system/wisp.service";
 const USER: &str = "wisp";
 const TOKEN: &str = "/var/lib/wisp/admin.token";
+const CERTIFICATE: &str = "/var/lib/wisp/tls/cert.pem";
+/// The HTTPS port of the unit's `--listen-tls`.
+const TLS_PORT: u16 = 8443;
 
 enum Step {
     /// A command that must succeed.
@@ -99,15 +104,20 @@ pub fn install(mut parser: lexopt::Parser) -> Result<ExitCode, Error> {
             println!("would {step}");
         }
         println!("then: the admin token is in {TOKEN} (sudo cat {TOKEN})");
+        println!(
+            "then: HTTPS on port {TLS_PORT}, with the certificate in {CERTIFICATE}; deploy with \
+             --server https://HOST:{TLS_PORT} --fingerprint and the SHA256 fingerprint it prints"
+        );
         return Ok(ExitCode::SUCCESS);
     }
     for step in &steps {
         println!("wisp install: {step}");
         run(step)?;
     }
-    // The service creates the token on its first start.
+    // The service creates the token and the certificate on its first start.
     let start = Instant::now();
-    while !Path::new(TOKEN).exists() && start.elapsed() < Duration::from_secs(10) {
+    let made = || Path::new(TOKEN).exists() && Path::new(CERTIFICATE).exists();
+    while !made() && start.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(200));
     }
     println!("wisp install: done; `systemctl status wisp` and `journalctl -u wisp` show it");
@@ -115,6 +125,21 @@ pub fn install(mut parser: lexopt::Parser) -> Result<ExitCode, Error> {
         println!("wisp install: the admin token is in {TOKEN} (sudo cat {TOKEN})");
     } else {
         println!("wisp install: the admin token will be in {TOKEN} once it has started");
+    }
+    match Fingerprint::of_pem_file(Path::new(CERTIFICATE)) {
+        Ok(print) => {
+            println!(
+                "wisp install: HTTPS on port {TLS_PORT}; certificate SHA256 fingerprint: {print}"
+            );
+            println!(
+                "wisp install: from another machine: wisp ls --server https://HOST:{TLS_PORT} \
+                 --fingerprint {print} (with WISP_TOKEN set to the admin token)"
+            );
+        }
+        Err(_) => println!(
+            "wisp install: HTTPS on port {TLS_PORT}; `journalctl -u wisp` shows the certificate's \
+             SHA256 fingerprint once it has started"
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }
