@@ -20,6 +20,7 @@ mod sdk;
 mod security;
 mod support;
 mod timers;
+mod tls;
 mod topics;
 mod upstream;
 mod watch;
