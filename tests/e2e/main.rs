@@ -18,6 +18,7 @@ mod outbound;
 mod redis_server;
 mod sdk;
 mod security;
+mod soak;
 mod support;
 mod timers;
 mod tls;
