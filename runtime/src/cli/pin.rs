@@ -88,6 +88,13 @@ pub fn connect(
 ) -> Result<TlsStream, Error> {
     let device = url.device();
     let known = KnownDevices::load()?;
+    // Trust on first use with nowhere to remember would trust every time.
+    if known.is_none() && fingerprint.is_none() {
+        return Err(Error(format!(
+            "cannot pin the certificate of {device}: neither XDG_CONFIG_HOME nor HOME is set; \
+             pass --fingerprint (the device prints its fingerprint when it starts)"
+        )));
+    }
     let pinned = known.as_ref().and_then(|k| k.find(&device));
     let expected = fingerprint.or(pinned.map(|(_, print)| print));
     let verifier = Arc::new(Pinned {
@@ -142,25 +149,27 @@ pub fn connect(
             seen,
             pinned.map(|(line, _)| line),
             fingerprint.is_some(),
-        )?;
+        );
     }
     Ok(stream)
 }
 
 /// Writes down the fingerprint the device showed: on first use, or when `--fingerprint` named
-/// one that differs from the pin (which it replaces). Says so, once.
+/// one that differs from the pin (which it replaces). Says so, once. A file that cannot be
+/// written costs the pin, not the command (as with ssh's known_hosts).
 fn record(
     mut known: KnownDevices,
     device: &str,
     seen: Fingerprint,
     replaced: Option<usize>,
     given: bool,
-) -> Result<(), Error> {
+) {
     known.set(device, seen);
-    known
-        .save()
-        .map_err(|e| Error(format!("cannot write {}: {e}", known.path.display())))?;
     let file = known.path.display();
+    if let Err(e) = known.save() {
+        eprintln!("wisp: warning: {device} (SHA256 {seen}) not pinned: cannot write {file}: {e}");
+        return;
+    }
     match (replaced, given) {
         (Some(line), _) => eprintln!(
             "wisp: {device}: replaced the pin on line {line} of {file} with the --fingerprint given, SHA256 {seen}"
@@ -171,7 +180,6 @@ fn record(
              (compare it with the fingerprint the device prints when it starts)"
         ),
     }
-    Ok(())
 }
 
 /// Where the refused pin came from.

@@ -15,7 +15,7 @@ use helpers::{
     served_certificate, tls_client,
 };
 
-use crate::support::{Reply, TOKEN, TempDir, eventually, module};
+use crate::support::{Reply, TOKEN, TempDir, WISP, eventually, module};
 
 fn known_devices(config: &Path) -> PathBuf {
     config.join("wisp/known_devices")
@@ -119,6 +119,18 @@ fn trust_on_first_use_then_a_changed_certificate_is_refused() {
     let first = TempDir::new();
     let device = Device::start(&first.0, &["--listen-tls", "127.0.0.1:0"]);
     let (url, addr, old) = (device.url(), device.https(), device.fingerprint());
+    // With nowhere to keep a pin, first use would be every use: refused.
+    let out = std::process::Command::new(WISP)
+        .args(["ls", "--server", &url])
+        .env_remove("HOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("WISP_FINGERPRINT")
+        .env("WISP_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("cannot pin the certificate"), "{said}");
 
     let out = cli(&config.0, &["ls", "--server", &url]);
     assert_eq!(out.code, Some(0), "{out:?}");
