@@ -5,6 +5,7 @@ mod abuse;
 mod admin_cli;
 mod boards;
 mod cli;
+mod crash_loop;
 mod deploy;
 mod examples;
 mod fleet;
