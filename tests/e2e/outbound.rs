@@ -225,7 +225,10 @@ fn weather_asks_its_service_when_allowed_and_falls_back_to_its_own_data() {
     deploy(&format!("&allow_host={}", service.url("http", "")));
     let reply = server.get("/api/weather?city=Lisbon");
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let expected = format!(r#"{{"city":"Lisbon","source":"stand-in:{}"}}"#, service.port);
+    let expected = format!(
+        r#"{{"city":"Lisbon","source":"stand-in:{}"}}"#,
+        service.port
+    );
     assert_eq!(reply.body, expected);
     assert_eq!(reply.header("x-weather-source"), Some("upstream"));
     assert_eq!(
@@ -237,7 +240,11 @@ fn weather_asks_its_service_when_allowed_and_falls_back_to_its_own_data() {
     deploy("");
     let reply = server.get("/api/weather?city=Lisbon");
     assert_eq!(reply.header("x-weather-source"), Some("built-in"));
-    assert!(reply.body.contains(r#""condition":"Sunny""#), "{}", reply.body);
+    assert!(
+        reply.body.contains(r#""condition":"Sunny""#),
+        "{}",
+        reply.body
+    );
     assert_eq!(service.seen.lock().unwrap().len(), 1);
 
     // Allowed, but nobody listens there: its own data again.
