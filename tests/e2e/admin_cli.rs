@@ -309,7 +309,14 @@ fn errors_are_one_line() {
     let closed = format!("http://127.0.0.1:{port}");
     wisp(&server, &["ls", "--server", &closed]).fails(2, &format!("cannot reach {closed}: "));
     wisp(&server, &["invoke", "/x", "--server", &closed]).fails(2, "cannot reach");
-    wisp(&server, &["ls", "--server", "https://pi.local"]).fails(2, "https is not supported");
+    wisp(&server, &["ls", "--server", "ftp://pi.local"]).fails(2, "`ftp` is not http or https");
+    // A TLS handshake with a plain HTTP server fails, in one line.
+    let plain = format!("https://{}", server.addr);
+    wisp(
+        &server,
+        &["ls", "--server", &plain, "--fingerprint", &"ab".repeat(32)],
+    )
+    .fails(2, "TLS handshake with");
 
     let junk = data.0.join("junk.wasm");
     std::fs::write(&junk, b"not wasm").unwrap();
