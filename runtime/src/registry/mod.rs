@@ -8,11 +8,16 @@
 //!   committed with the changes they describe ([`Mark`]), such as the last entry of a fleet's
 //!   log this device applied.
 //! - `modules/<sha256>.wasm`: module files by content ([`ModuleStore`]).
+//! - `secrets/<function>.json`: each function's secrets, apart from its versions, readable by
+//!   Wisp's user only ([`SecretStore`]).
 //!
 //! A deploy stores its module file first, then commits the record: after a crash in between,
 //! the file is an orphan that the next start removes, and the record never names a missing file.
+//! A delete commits first, then forgets the secrets; the next start forgets those a crash in
+//! between left.
 
 mod modules;
+mod secrets;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -24,6 +29,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 pub use modules::{ModuleStore, hash, sync_dir};
+pub use secrets::{
+    MAX_SECRET_BYTES, MAX_SECRET_NAME, MAX_SECRETS, SecretError, SecretStore, Secrets,
+    check_name as check_secret_name,
+};
 
 use crate::config::FunctionConfig;
 
@@ -121,6 +130,7 @@ database_errors!(
 pub struct Registry {
     db: Database,
     modules: ModuleStore,
+    secrets: SecretStore,
     /// Held by every change: a module stored for a deploy must not be collected as garbage
     /// before its record is committed.
     writer: Mutex<()>,
@@ -146,12 +156,16 @@ impl Registry {
         txn.open_table(META)?;
         txn.commit()?;
         let modules = ModuleStore::open(data_dir.join("modules"))?;
+        let secrets = SecretStore::open(data_dir.join("secrets"))?;
         let registry = Registry {
             db,
             modules,
+            secrets,
             writer: Mutex::new(()),
         };
         registry.collect_garbage()?;
+        let names = registry.functions()?.into_iter().map(|f| f.name).collect();
+        registry.secrets.retain(&names)?;
         Ok(registry)
     }
 
@@ -303,7 +317,37 @@ impl Registry {
         }
         txn.commit()?;
         self.collect_garbage()?;
+        self.secrets.remove(name)?;
         Ok(removed)
+    }
+
+    /// The secrets of `name` (none for a function that has none, or is not here).
+    pub fn secrets(&self, name: &str) -> Secrets {
+        self.secrets.get(name)
+    }
+
+    /// Sets secret `secret` of function `name` to `value`, durably.
+    pub fn set_secret(&self, name: &str, secret: &str, value: &[u8]) -> Result<(), SecretError> {
+        let _writer = self.lock();
+        if self.get(name)?.is_none() {
+            return Err(SecretError::NoFunction(name.to_string()));
+        }
+        self.secrets.set(name, secret, value)
+    }
+
+    /// Deletes secret `secret` of function `name`, durably.
+    pub fn delete_secret(&self, name: &str, secret: &str) -> Result<(), SecretError> {
+        let _writer = self.lock();
+        if self.get(name)?.is_none() {
+            return Err(SecretError::NoFunction(name.to_string()));
+        }
+        match self.secrets.delete(name, secret)? {
+            true => Ok(()),
+            false => Err(SecretError::NoSecret {
+                function: name.to_string(),
+                name: secret.to_string(),
+            }),
+        }
     }
 
     /// Reads, changes and writes one record in one transaction. `change` returns the record to
@@ -373,5 +417,7 @@ fn trim(record: &mut FunctionRecord) {
     }
 }
 
+#[cfg(test)]
+mod secrets_tests;
 #[cfg(test)]
 mod tests;
