@@ -11,6 +11,10 @@
 //! missing. The same change updates what the events need in the same step: the topic table,
 //! and the key-value watches (so a write made after a deploy returns reaches a new watcher);
 //! then it signals the triggers, which start and stop their dispatchers and timers.
+//!
+//! A function's secrets are part of its environment, built when the serving [`Function`] is:
+//! setting or deleting one serves the same version anew, with the new environment, the way a
+//! rollback swaps it in; an invocation that has its function already finishes with the old.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -20,7 +24,9 @@ use crate::config::FunctionConfig;
 use crate::engine::{Admit, CompileError, Limits, Module, ModuleCache};
 use crate::metrics::FunctionStats;
 use crate::outbound::Outbound;
-use crate::registry::{self, FunctionRecord, Mark, Registry, RegistryError, VersionRecord};
+use crate::registry::{
+    self, FunctionRecord, Mark, Registry, RegistryError, SecretError, Secrets, VersionRecord,
+};
 use crate::router::{Route, RouteError, RouteTable};
 use crate::store::queues::{QueueKey, Source, Watch};
 use crate::store::{Backend, Grants, Scoped, namespace};
@@ -36,8 +42,12 @@ pub struct Function {
     pub deployed_at: u64,
     /// Shared by all versions of the function.
     pub stats: Arc<FunctionStats>,
-    /// The environment its configuration adds.
+    /// The environment its configuration adds, less the names its secrets take: a secret
+    /// wins over an `env` entry of the same name.
     pub env: Vec<(String, String)>,
+    /// Its secrets, as `NAME=VALUE`. The invocation path adds them to every invocation's
+    /// environment as it runs it, so that they are never stored with a queued call.
+    pub secrets: Vec<String>,
     /// The stores its configuration grants.
     pub kv: Option<Arc<Grants>>,
     /// The topics it may publish to.
@@ -49,6 +59,13 @@ pub struct Function {
 impl Function {
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// The names of its secrets, sorted; never their values.
+    pub fn secret_names(&self) -> impl Iterator<Item = &str> {
+        self.secrets
+            .iter()
+            .map(|var| var.split_once('=').map_or(var.as_str(), |(name, _)| name))
     }
 }
 
@@ -307,6 +324,51 @@ impl Deployed {
         Ok(function)
     }
 
+    /// Sets secret `secret` of function `name` to `value`, durably; the next invocation sees
+    /// it.
+    pub fn set_secret(&self, name: &str, secret: &str, value: &[u8]) -> Result<(), SecretError> {
+        let _deploying = lock(&self.deploying);
+        self.registry.set_secret(name, secret, value)?;
+        Ok(self.serve_anew(name)?)
+    }
+
+    /// Deletes secret `secret` of function `name`, durably; the next invocation is without it.
+    pub fn delete_secret(&self, name: &str, secret: &str) -> Result<(), SecretError> {
+        let _deploying = lock(&self.deploying);
+        self.registry.delete_secret(name, secret)?;
+        Ok(self.serve_anew(name)?)
+    }
+
+    /// The names of the secrets of `name`, sorted; `None` if there is no such function.
+    pub fn secret_names(&self, name: &str) -> Result<Option<Vec<String>>, RegistryError> {
+        if self.registry.get(name)?.is_none() {
+            return Ok(None);
+        }
+        let secrets = self.registry.secrets(name);
+        Ok(Some(secrets.names().map(str::to_string).collect()))
+    }
+
+    /// Serves the serving version of `name` anew, with its secrets as they are now. Callers
+    /// hold `deploying`.
+    fn serve_anew(&self, name: &str) -> Result<(), RegistryError> {
+        let mut functions = lock(&self.functions);
+        let Some(current) = functions.get(name) else {
+            // Kept, but not served (its module did not compile at start): nothing to rebuild.
+            return Ok(());
+        };
+        let record = self.registry.get(name)?;
+        let Some(v) = record.as_ref().and_then(|r| r.version(current.version)) else {
+            return Ok(());
+        };
+        let function = self.serving(v, current.module.clone());
+        let (candidate, table) = self
+            .with(&functions, &function)
+            .expect("INVARIANT: the same version's routes were free");
+        *functions = candidate;
+        self.swap(table, &functions);
+        Ok(())
+    }
+
     /// Stops serving `name` and forgets it.
     pub fn remove(&self, name: &str) -> Result<(), DeployError> {
         match self.remove_with(name, None)? {
@@ -406,6 +468,7 @@ impl Deployed {
         let (private, shared) = (config.private_stores(), &config.shared_stores);
         let store = self.backend.clone().as_store();
         let grants = Grants::new(&store, &config.name, &private, shared);
+        let (env, secrets) = environment(&config, &self.registry.secrets(&config.name));
         let admit = (!config.publish.is_empty()).then(|| {
             let allowed = Allowed {
                 topics: self.topics.clone(),
@@ -419,7 +482,8 @@ impl Deployed {
             Arc::new(outbound)
         });
         Arc::new(Function {
-            env: config.env_pairs(),
+            env,
+            secrets,
             outbound,
             kv: (!grants.is_empty()).then(|| Arc::new(grants)),
             admit,
@@ -500,6 +564,15 @@ impl Deployed {
         self.generation.fetch_add(1, Relaxed);
         self.changed.notify(usize::MAX);
     }
+}
+
+/// The environment `config` and `secrets` make: the configuration's `env` without the names a
+/// secret takes, and each secret as `NAME=VALUE`.
+fn environment(config: &FunctionConfig, secrets: &Secrets) -> (Vec<(String, String)>, Vec<String>) {
+    let mut env = config.env_pairs();
+    env.retain(|(name, _)| !secrets.contains(name));
+    let vars = secrets.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    (env, vars)
 }
 
 /// The key-value watches of `functions`, each in the namespace its function sees the store in.

@@ -3,7 +3,7 @@
 //! ended. In between, the same steps for all:
 //!
 //! 1. run it on the engine, on the calling executor thread, under the function's limits, with
-//!    its stores and the topics it may publish to;
+//!    its stores, the topics it may publish to, and its secrets in its environment;
 //! 2. read its output: an HTTP response, or for an event only whether it failed;
 //! 3. if it succeeded, commit what it published together with what the trigger asks
 //!    ([`Settle`]: the acknowledgement of the message it handled, say), in one transaction;
@@ -75,6 +75,7 @@ impl Invoker {
     ) -> Result<Invoked, Busy> {
         invocation.kv = function.kv.clone();
         invocation.topics = function.admit.clone();
+        add_secrets(function, &mut invocation.env);
         invocation.outbound = function.outbound.clone();
         let started = Instant::now();
         let run = self.scheduler.run(function.module.clone(), invocation);
@@ -133,6 +134,17 @@ impl Invoker {
             .stats
             .record(status, started.elapsed(), fuel, memory);
         Ok(invoked)
+    }
+}
+
+/// Puts the function's secrets into the environment, here rather than where triggers build it:
+/// an asynchronous call is stored with its environment, and a secret must not be. First,
+/// because the guest sees the first of a name: a call stored before a secret was set may
+/// carry an `env` entry of its name, and the secret wins. No secret takes a name the host
+/// sets: the registry refuses them.
+fn add_secrets(function: &Function, env: &mut Vec<String>) {
+    if !function.secrets.is_empty() {
+        env.splice(0..0, function.secrets.iter().cloned());
     }
 }
 

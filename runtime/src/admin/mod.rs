@@ -1,5 +1,5 @@
 //! The admin API under `/_wisp/`: deploy, list, show, delete, versions, rollback, logs,
-//! metrics, keys, topics, dead letters and the fleet. On a device in a fleet, deploys,
+//! secrets, metrics, keys, topics, dead letters and the fleet. On a device in a fleet, deploys,
 //! rollbacks and deletes go through the fleet, which applies them on every device. Every call needs `Authorization: Bearer TOKEN`;
 //! without it, `401` and nothing else (not even whether a path exists). Over plain HTTP from
 //! another machine, every call is `403` unless the server runs with `--insecure-admin`: the
@@ -7,6 +7,7 @@
 
 mod deploy;
 mod kv;
+mod secrets;
 mod topics;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -181,6 +182,7 @@ pub fn function_info(f: &Function) -> Value {
         "methods": c.methods,
         "limits": c.limits,
         "env": c.env,
+        "secrets": f.secret_names().collect::<Vec<_>>(),
         "stores": c.private_stores(),
         "shared_stores": c.shared_stores,
         "topics": c.topics,
@@ -250,6 +252,10 @@ pub async fn handle(admin: &Admin, request: Request) -> Response {
         ("GET", ["functions", name, "versions"]) => versions(admin, name).await,
         ("POST", ["functions", name, "rollback"]) => rollback(admin, name, &request).await,
         ("GET", ["functions", name, "logs"]) => logs(admin, name, &request),
+        (_, ["functions", name, "secrets", rest @ ..]) => {
+            let (name, rest) = (name.to_string(), rest.to_vec());
+            secrets::handle(admin, request, &name, &rest).await
+        }
         (_, ["topics", ..] | ["dead-letters", ..]) => {
             topics::handle(admin, request, &segments).await
         }
