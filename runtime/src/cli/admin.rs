@@ -184,6 +184,9 @@ struct FunctionInfo {
     limits: Map<String, Value>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    /// Names only: the server never gives a value.
+    #[serde(default)]
+    secrets: Vec<String>,
     #[serde(default)]
     stores: Vec<String>,
     #[serde(default)]
@@ -419,6 +422,7 @@ pub fn show(parser: lexopt::Parser) -> Result<ExitCode, Error> {
                 vec![or(pairs(&f.limits), "the server's defaults")],
             ),
             ("env", env),
+            ("secrets", vec![or(f.secrets.join(", "), "none")]),
             ("stores", vec![or(f.stores.join(", "), "none")]),
             (
                 "shared stores",

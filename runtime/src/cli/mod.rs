@@ -1,6 +1,6 @@
 //! The `wisp` command line: `serve`, `up`, `run`, and the commands that talk to a server
 //! (`deploy`, `ls`, `show`, `rm`, `versions`, `rollback`, `logs`, `invoke`, `kv`, `topics`,
-//! `publish`, `dead-letters`, `fleet`). Each command
+//! `publish`, `dead-letters`, `fleet`, `secret`). Each command
 //! parses its own options and prints its own `--help`; errors come back as one line for `main`
 //! to print.
 
@@ -15,6 +15,7 @@ mod options;
 mod pin;
 mod remote;
 mod run;
+mod secret;
 mod serve;
 mod table;
 mod topics;
@@ -50,6 +51,7 @@ Commands that talk to a server (--server URL, --token TOKEN; see each one's --he
   publish   Publish a message to a topic
   dead-letters  List, replay or purge the messages that used up their attempts
   fleet     List the devices of the server's fleet and the functions each one serves
+  secret    Set (from stdin), list and delete a function's secrets
 
 Options:
   -h, --help       Show help
@@ -114,6 +116,7 @@ pub fn main(args: Vec<OsString>) -> Result<ExitCode, Error> {
         "publish" => topics::publish(parser),
         "dead-letters" => topics::dead_letters(parser),
         "fleet" => fleet::fleet(parser),
+        "secret" => secret::secret(parser),
         "help" => {
             let topic = parser.next()?;
             let text = match topic {
@@ -135,6 +138,7 @@ pub fn main(args: Vec<OsString>) -> Result<ExitCode, Error> {
                     "publish" => topics::PUBLISH_HELP,
                     "dead-letters" => topics::DEAD_LETTERS_HELP,
                     "fleet" => fleet::HELP,
+                    "secret" => secret::HELP,
                     other => return Err(Error(format!("no command `{other}`"))),
                 },
                 _ => HELP,
