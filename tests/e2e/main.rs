@@ -18,6 +18,7 @@ mod memory;
 mod outbound;
 mod redis_server;
 mod sdk;
+mod secrets;
 mod security;
 mod soak;
 mod support;

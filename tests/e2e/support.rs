@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 pub const WISP: &str = env!("CARGO_BIN_EXE_wisp");
@@ -58,6 +58,32 @@ pub struct Server {
     pub addr: SocketAddr,
     pub child: Child,
     _dir: Option<TempDir>,
+}
+
+/// Everything a server started with [`Server::serve_captured`] printed, stdout and stderr.
+#[derive(Clone, Default)]
+pub struct Output(Arc<Mutex<Vec<u8>>>);
+
+impl Output {
+    fn push(&self, bytes: &[u8]) {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Reads `from` to its end, into `output` if there is one.
+fn drain(mut from: impl Read + Send + 'static, output: Option<Output>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n @ 1..) = from.read(&mut buf) {
+            if let Some(output) = &output {
+                output.push(&buf[..n]);
+            }
+        }
+    });
 }
 
 /// The manifest entry of one test function.
@@ -138,7 +164,31 @@ impl Server {
         Server::spawn(command, None)
     }
 
-    fn spawn(mut command: Command, dir: Option<TempDir>) -> Server {
+    /// [`Server::serve`], keeping all it prints.
+    pub fn serve_captured(data: &Path, args: &[&str]) -> (Server, Output) {
+        let mut command = Command::new(WISP);
+        command
+            .args([
+                "serve",
+                "--board",
+                "none",
+                "--listen",
+                "127.0.0.1:0",
+                "--data",
+            ])
+            .arg(data)
+            .args(args)
+            .env("WISP_TOKEN", TOKEN);
+        let output = Output::default();
+        let server = Server::spawn_with(command, None, Some(output.clone()));
+        (server, output)
+    }
+
+    fn spawn(command: Command, dir: Option<TempDir>) -> Server {
+        Server::spawn_with(command, dir, None)
+    }
+
+    fn spawn_with(mut command: Command, dir: Option<TempDir>, output: Option<Output>) -> Server {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -158,14 +208,16 @@ impl Server {
                     .unwrap();
                 panic!("wisp exited before listening: {err}");
             }
+            if let Some(output) = &output {
+                output.push(line.as_bytes());
+            }
             if let Some(addr) = line.trim().strip_prefix("wisp: listening on http://") {
                 break addr.parse().unwrap();
             }
         };
         // Keep draining both pipes so the server never blocks on a full one.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let mut stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        drain(stdout, output.clone());
+        drain(child.stderr.take().unwrap(), output);
         Server {
             addr,
             child,
