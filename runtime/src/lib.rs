@@ -24,8 +24,8 @@
 //! - [`service`]: the handler behind the front end: health, call results, admin, routes.
 //!
 //! Beside them: [`deployed`] (the deployed set and the operations that change it), [`admin`]
-//! (the `/_wisp/` API: deploys, versions, logs, metrics, keys, topics, dead letters),
-//! [`registry`] (deployed functions and versions in the data folder, crash-safe), [`store`]
+//! (the `/_wisp/` API: deploys, versions, logs, secrets, metrics, keys, topics, dead letters),
+//! [`registry`] (functions, versions and secrets in the data folder, crash-safe), [`store`]
 //! (the backend: the key-value shim and the durable queues, one trait each, with two backends:
 //! the embedded redb one with group commit, and the fleet's Redis, where the queues are
 //! streams that the devices claim from; namespaces), [`topics`] (which queues each topic feeds, and the

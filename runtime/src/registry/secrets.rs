@@ -292,10 +292,8 @@ impl SecretStore {
 
     /// Replaces the file of `function` with `secrets`, or removes it when there are none.
     fn write(&self, function: &str, secrets: &Secrets) -> io::Result<()> {
-        debug_assert!(
-            crate::config::valid_name(function),
-            "names never become paths"
-        );
+        // `function` is a registered function's name (checked at its deploy), or the name of a
+        // file found in this folder: never a path elsewhere.
         let path = self.dir.join(file_name(function));
         if secrets.is_empty() {
             match fs::remove_file(&path) {

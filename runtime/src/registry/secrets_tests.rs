@@ -134,6 +134,11 @@ fn set_delete_and_reopen_keep_files_private() {
     store.retain(&HashSet::new()).unwrap();
     assert!(store.get("f").is_empty());
     assert!(!folder.join("f.json").exists());
+    // A file no function's name could give is forgotten like any other.
+    std::fs::write(folder.join("Not a Function.json"), b"{}").unwrap();
+    let store = SecretStore::open(folder.clone()).unwrap();
+    store.retain(&HashSet::new()).unwrap();
+    assert!(!folder.join("Not a Function.json").exists());
     std::fs::remove_dir_all(dir).unwrap();
 }
 
