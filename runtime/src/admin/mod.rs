@@ -369,3 +369,25 @@ fn logs(admin: &Admin, name: &str, request: &Request) -> Response {
         ..response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_addresses_a_local_cli_uses_are_local() {
+        for local in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
+            assert!(is_local(local.parse().unwrap()), "{local}");
+        }
+        // The rest of 127.0.0.0/8 too: tests stand for another machine with 127.0.0.2.
+        for afar in [
+            "127.0.0.2",
+            "127.1.2.3",
+            "10.0.0.1",
+            "::",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!is_local(afar.parse().unwrap()), "{afar}");
+        }
+    }
+}
