@@ -40,6 +40,7 @@
 pub(crate) mod address;
 mod client;
 mod keys;
+mod queue_replies;
 mod queue_scripts;
 #[cfg(test)]
 mod queue_tests;
