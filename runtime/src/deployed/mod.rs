@@ -16,12 +16,14 @@
 //! setting or deleting one serves the same version anew, with the new environment, the way a
 //! rollback swaps it in; an invocation that has its function already finishes with the old.
 
+mod error;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::config::FunctionConfig;
-use crate::engine::{Admit, CompileError, Limits, Module, ModuleCache};
+use crate::engine::{Admit, Limits, Module, ModuleCache};
 use crate::metrics::FunctionStats;
 use crate::outbound::Outbound;
 use crate::registry::{
@@ -31,6 +33,8 @@ use crate::router::{Route, RouteError, RouteTable};
 use crate::store::queues::{QueueKey, Source, Watch};
 use crate::store::{Backend, Grants, Scoped, namespace};
 use crate::topics::{Allowed, Topics};
+pub use error::DeployError;
+use error::{conflict, not_found};
 
 /// A function version ready to serve.
 pub struct Function {
@@ -66,51 +70,6 @@ impl Function {
         self.secrets
             .iter()
             .map(|var| var.split_once('=').map_or(var.as_str(), |(name, _)| name))
-    }
-}
-
-/// Why a deploy, rollback or delete did not happen. Nothing changed.
-#[derive(Debug)]
-pub enum DeployError {
-    Config(String),
-    Module(CompileError),
-    /// Another function serves this route already.
-    Conflict {
-        route: String,
-        function: String,
-    },
-    NotFound(String),
-    Registry(RegistryError),
-    /// The key-value backend failed.
-    Store(String),
-    /// The fleet's Redis cannot be reached: a change made now would reach this device only.
-    FleetAway(String),
-    /// The change is in the fleet's log, but this device has not applied it in time.
-    NotApplied(String),
-}
-
-impl std::fmt::Display for DeployError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DeployError::Config(why) => f.write_str(why),
-            DeployError::Module(e) => e.fmt(f),
-            DeployError::Conflict { route, function } => {
-                write!(
-                    f,
-                    "route `{route}` is already served by function `{function}`"
-                )
-            }
-            DeployError::NotFound(what) => f.write_str(what),
-            DeployError::Registry(e) => e.fmt(f),
-            DeployError::Store(why) => f.write_str(why),
-            DeployError::FleetAway(why) | DeployError::NotApplied(why) => f.write_str(why),
-        }
-    }
-}
-
-impl From<RegistryError> for DeployError {
-    fn from(e: RegistryError) -> Self {
-        DeployError::Registry(e)
     }
 }
 
@@ -595,27 +554,4 @@ fn watches<'a>(functions: impl Iterator<Item = &'a Arc<Function>>) -> Vec<Watch>
         }
     }
     list
-}
-
-/// The conflict if `config` takes a route another of `functions` serves.
-fn conflict(
-    functions: &BTreeMap<String, Arc<Function>>,
-    config: &FunctionConfig,
-) -> Result<(), DeployError> {
-    for route in &config.routes {
-        let other = functions
-            .values()
-            .find(|f| f.name() != config.name && f.config.routes.contains(route));
-        if let Some(other) = other {
-            return Err(DeployError::Conflict {
-                route: route.clone(),
-                function: other.name().to_string(),
-            });
-        }
-    }
-    Ok(())
-}
-
-fn not_found(name: &str) -> DeployError {
-    DeployError::NotFound(format!("no function `{name}`"))
 }
