@@ -4,7 +4,7 @@
 # publishes and deploys for 50-500 ms, `kill -9` it mid-request, restart, and check that every
 # acknowledged write, increment, publish (delivered, once as a message) and deploy is there,
 # and that nothing was applied twice. Prints the figures; a violation fails naming the cycle
-# and the item, and keeps the data folder. Not part of CI (tests/e2e/crash_loop.rs skips
+# and the item, and keeps the data folder. Not part of CI (tests/e2e/crash_loop/ skips
 # itself without WISP_CRASH_LOOP). WISP_CRASH_LOOP_SEED repeats the kill moments of a run.
 #
 #   tests/crash_loop.sh [CYCLES]
