@@ -6,7 +6,7 @@
 # Every answer is checked; prints a table of the server's RSS per minute with the requests and
 # errors, the growth from minute 2 to the end, and what the end checks found (every order paid,
 # every watched change seen, the timer's runs). Fails on any unexpected error. Not part of CI:
-# without WISP_SOAK_SECONDS, tests/e2e/soak.rs runs the same load for 4 s.
+# without WISP_SOAK_SECONDS, tests/e2e/soak/ runs the same load for 4 s.
 # WISP_SOAK_BINARY=PATH soaks another build (the static musl binary of boards/build.sh, say).
 #
 #   tests/soak.sh [SECONDS]
