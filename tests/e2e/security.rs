@@ -4,9 +4,9 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use crate::support::{Reply, Server, TOKEN, TempDir, WISP, examples, module};
+use crate::support::{Reply, Server, TOKEN, TempDir, examples, module};
 
 /// Every admin route, with a method it answers to, and some that do not exist: without the
 /// token, a caller learns nothing, not even which exist.
@@ -104,16 +104,7 @@ fn the_token_is_never_shown() {
     let dir = TempDir::new();
     let data = dir.0.join("data");
     let token = "s3cret-token-that-must-not-leak";
-    let mut child = Command::new(WISP)
-        .args([
-            "serve",
-            "--board",
-            "none",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(&data)
+    let mut child = crate::support::serve_command(&data)
         .env("WISP_TOKEN", token)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

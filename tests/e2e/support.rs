@@ -53,6 +53,22 @@ impl Drop for TempDir {
 /// The admin token test servers are started with.
 pub const TOKEN: &str = "test-token-0123456789";
 
+/// `wisp serve` on an ephemeral loopback port with the data folder `data`, nothing else set.
+pub fn serve_command(data: &Path) -> Command {
+    let mut command = Command::new(WISP);
+    command
+        .args([
+            "serve",
+            "--board",
+            "none",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(data);
+    command
+}
+
 /// A running `wisp` process, killed when dropped.
 pub struct Server {
     pub addr: SocketAddr,
@@ -147,38 +163,16 @@ impl Server {
 
     /// [`Server::serve`], with more environment variables.
     pub fn serve_env(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(WISP);
-        command.envs(env.iter().copied());
-        command
-            .args([
-                "serve",
-                "--board",
-                "none",
-                "--listen",
-                "127.0.0.1:0",
-                "--data",
-            ])
-            .arg(data)
-            .args(args);
+        let mut command = serve_command(data);
+        command.envs(env.iter().copied()).args(args);
         command.env("WISP_TOKEN", TOKEN);
         Server::spawn(command, None)
     }
 
     /// [`Server::serve`], keeping all it prints.
     pub fn serve_captured(data: &Path, args: &[&str]) -> (Server, Output) {
-        let mut command = Command::new(WISP);
-        command
-            .args([
-                "serve",
-                "--board",
-                "none",
-                "--listen",
-                "127.0.0.1:0",
-                "--data",
-            ])
-            .arg(data)
-            .args(args)
-            .env("WISP_TOKEN", TOKEN);
+        let mut command = serve_command(data);
+        command.args(args).env("WISP_TOKEN", TOKEN);
         let output = Output::default();
         let server = Server::spawn_with(command, None, Some(output.clone()));
         (server, output)

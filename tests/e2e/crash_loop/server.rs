@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::Loop;
 use super::clients::json;
-use crate::support::{Reply, TOKEN, WISP};
+use crate::support::{Reply, TOKEN};
 
 /// A running server.
 pub(super) struct Wisp {
@@ -164,16 +164,7 @@ impl Loop {
             .unwrap();
         writeln!(log, "=== crash_loop: cycle {cycle}").unwrap();
         let began = Instant::now();
-        let mut child = Command::new(WISP)
-            .args([
-                "serve",
-                "--board",
-                "none",
-                "--listen",
-                "127.0.0.1:0",
-                "--data",
-            ])
-            .arg(&self.data)
+        let mut child = crate::support::serve_command(&self.data)
             .env("WISP_TOKEN", TOKEN)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

@@ -29,16 +29,7 @@ pub(super) struct Device {
 
 impl Device {
     pub fn start(data: &Path, args: &[&str]) -> Device {
-        let mut child = Command::new(WISP)
-            .args([
-                "serve",
-                "--board",
-                "none",
-                "--listen",
-                "127.0.0.1:0",
-                "--data",
-            ])
-            .arg(data)
+        let mut child = crate::support::serve_command(data)
             .args(args)
             .env("WISP_TOKEN", TOKEN)
             .stdout(Stdio::piped())
