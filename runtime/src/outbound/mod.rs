@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use smol::future::FutureExt as _;
 
 use crate::metrics::FunctionStats;
-pub use roots::roots;
 pub use url::{AllowedHost, Url};
 
 /// The longest one call may take, redirects included; never past the invocation's deadline.

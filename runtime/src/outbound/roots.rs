@@ -26,7 +26,7 @@ pub fn client_config() -> Arc<ClientConfig> {
     static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let (roots, _) = roots();
+            let roots = roots();
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let config = ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
@@ -38,8 +38,8 @@ pub fn client_config() -> Arc<ClientConfig> {
         .clone()
 }
 
-/// The trusted roots, and where they came from (a file, or "built in").
-pub fn roots() -> (RootCertStore, String) {
+/// The trusted roots: the first bundle that holds any, else the built-in set.
+fn roots() -> RootCertStore {
     let named = std::env::var_os("SSL_CERT_FILE");
     let candidates = named
         .iter()
@@ -52,11 +52,10 @@ pub fn roots() -> (RootCertStore, String) {
         };
         let (added, _) = store.add_parsable_certificates(certs.flatten());
         if added > 0 {
-            return (store, path.display().to_string());
+            return store;
         }
     }
-    let store = RootCertStore {
+    RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    (store, "built in (Mozilla's, from webpki-roots)".into())
+    }
 }
