@@ -4,6 +4,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::history::History;
 use crate::logs::FunctionLog;
 
 /// Upper bounds of the duration histogram's buckets, in seconds.
@@ -16,6 +17,8 @@ const BUCKETS: [f64; 10] = [
 #[derive(Default)]
 pub struct FunctionStats {
     pub log: FunctionLog,
+    /// The last 15 minutes, for the dashboard.
+    pub history: History,
     /// Invocations by status class: 1xx to 5xx.
     by_class: [AtomicU64; 5],
     /// Cumulative counts per bucket, then `+Inf`.
@@ -41,6 +44,7 @@ impl FunctionStats {
             .fetch_add(duration.as_micros() as u64, Relaxed);
         self.fuel.fetch_add(fuel, Relaxed);
         self.memory_peak.fetch_max(memory, Relaxed);
+        self.history.record(status, duration, fuel);
     }
 
     /// Invocations so far, all statuses.

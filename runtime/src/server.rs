@@ -12,7 +12,7 @@ use smol::future::FutureExt as _;
 use smol::stream::StreamExt;
 use smol::{Async, Executor};
 
-use crate::admin::Token;
+use crate::admin::{self, Token};
 use crate::config::Manifest;
 use crate::deployed::{Deployed, Function};
 use crate::engine::{Limits, Scheduler, SchedulerConfig};
@@ -76,6 +76,8 @@ pub struct Options {
     /// it was delivering and the timer ticks it was running. Default:
     /// `$WISP_VISIBILITY_TIMEOUT` (seconds), else 30 s.
     pub visibility_timeout: Duration,
+    /// The board profile applied (`--board`, or detected), which the dashboard shows.
+    pub board: Option<String>,
 }
 
 /// An environment variable's value, if set and not blank.
@@ -111,6 +113,7 @@ impl Default for Options {
                 .and_then(|s| s.parse().ok())
                 .filter(|&s: &u64| s > 0)
                 .map_or(DEFAULT_VISIBILITY, Duration::from_secs),
+            board: None,
         }
     }
 }
@@ -340,11 +343,22 @@ pub fn run(options: Options, manifest: Option<&Manifest>) -> Result<(), String> 
         topics,
         ex.clone(),
     );
+    let device = admin::Device {
+        board: options.board.clone(),
+        workers: options.workers,
+        store: if options.redis.is_some() {
+            "redis"
+        } else {
+            "embedded"
+        },
+        started: std::time::SystemTime::now(),
+    };
     let service = Arc::new(Service::new(
         ctx.clone(),
         token,
         options.max_module_bytes,
         fleet.clone(),
+        device,
     ));
     let mut listeners = vec![http::Listener::plain(
         Async::new(listener).map_err(|e| e.to_string())?,

@@ -1,5 +1,6 @@
 //! The server's request handler: the one [`Handler`] behind the HTTP front end. It sends each
-//! request where it belongs: `/healthz`, the results of asynchronous calls, the admin API, or
+//! request where it belongs: `/healthz`, the results of asynchronous calls, the dashboard's
+//! page, the admin API, or
 //! a function's route through the HTTP trigger.
 
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use crate::admin::{self, Admin};
 use crate::fleet::Fleet;
 use crate::http::{self, Handler, Request, Response};
 use crate::triggers::{self, Context};
+use crate::ui;
 
 pub struct Service {
     ctx: Arc<Context>,
@@ -22,12 +24,14 @@ impl Service {
         token: admin::Token,
         max_module_bytes: usize,
         fleet: Option<Arc<Fleet>>,
+        device: admin::Device,
     ) -> Service {
         let admin = Admin {
             ctx: ctx.clone(),
             token,
             http_stats: Arc::new(http::Stats::default()),
             fleet,
+            device,
         };
         Service {
             ctx,
@@ -49,6 +53,9 @@ impl Handler for Service {
         }
         if request.path.starts_with(triggers::http::RESULTS_PREFIX) {
             return triggers::http::result(&self.ctx, &request).await;
+        }
+        if ui::is_ui_path(&request.path) {
+            return ui::serve(&request);
         }
         if admin::is_admin_path(&request.path) {
             return admin::handle(&self.admin, request).await;

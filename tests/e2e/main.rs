@@ -6,6 +6,7 @@ mod admin_cli;
 mod boards;
 mod cli;
 mod crash_loop;
+mod dashboard;
 mod deploy;
 mod examples;
 mod fleet;

@@ -1,11 +1,13 @@
 //! The admin API under `/_wisp/`: deploy, list, show, delete, versions, rollback, logs,
-//! secrets, metrics, keys, topics, dead letters and the fleet. On a device in a fleet, deploys,
-//! rollbacks and deletes go through the fleet, which applies them on every device. Every call needs `Authorization: Bearer TOKEN`;
-//! without it, `401` and nothing else (not even whether a path exists). Over plain HTTP from
-//! another machine, every call is `403` unless the server runs with `--insecure-admin`: the
-//! token would cross the network in clear. Answers are JSON, errors `{"error": "..."}`.
+//! secrets, metrics, the device and the functions' recent history, keys, topics, dead letters
+//! and the fleet. On a device in a fleet, deploys, rollbacks and deletes go through the fleet,
+//! which applies them on every device. Every call needs `Authorization: Bearer TOKEN`; without
+//! it, `401` and nothing else (not even whether a path exists). Over plain HTTP from another
+//! machine, every call is `403` unless the server runs with `--insecure-admin`: the token would
+//! cross the network in clear. Answers are JSON, errors `{"error": "..."}`.
 
 mod deploy;
+mod device;
 mod kv;
 mod secrets;
 mod topics;
@@ -25,6 +27,8 @@ use crate::logs::LogLine;
 use crate::metrics::{self, ServerFigures};
 use crate::triggers::Context;
 
+pub use device::Device;
+
 /// What the admin API works on: the deployed set and the triggers' context, the token, and the
 /// front end's counters.
 pub struct Admin {
@@ -33,6 +37,7 @@ pub struct Admin {
     pub http_stats: Arc<http::Stats>,
     /// The fleet this device is in, if any.
     pub fleet: Option<Arc<Fleet>>,
+    pub device: Device,
 }
 
 impl Admin {
@@ -223,6 +228,9 @@ pub async fn handle(admin: &Admin, request: Request) -> Response {
     let method = request.method.as_str();
     match (method, segments.as_slice()) {
         ("GET", ["metrics"]) => metrics(admin),
+        ("GET", ["device"]) => device::device(admin),
+        ("GET", ["history"]) => device::history(admin, None),
+        ("GET", ["functions", name, "history"]) => device::history(admin, Some(name)),
         (_, ["kv", rest @ ..]) => {
             let rest: Vec<&str> = rest.to_vec();
             kv::handle(admin, request, &rest).await
@@ -259,9 +267,16 @@ pub async fn handle(admin: &Admin, request: Request) -> Response {
         (_, ["topics", ..] | ["dead-letters", ..]) => {
             topics::handle(admin, request, &segments).await
         }
-        (_, ["metrics"] | ["fleet"] | ["functions"] | ["functions", _] | ["functions", _, _]) => {
-            error(405, format!("{method} is not allowed on {}", request.path))
-        }
+        (
+            _,
+            ["metrics"]
+            | ["device"]
+            | ["history"]
+            | ["fleet"]
+            | ["functions"]
+            | ["functions", _]
+            | ["functions", _, _],
+        ) => error(405, format!("{method} is not allowed on {}", request.path)),
         _ => error(404, format!("no admin endpoint {}", request.path)),
     }
 }

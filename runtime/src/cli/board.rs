@@ -50,6 +50,7 @@ pub fn apply(choice: Option<&str>, given: &[String], options: &mut Options) -> R
             return Err(Error(format!("board {}: no option --{name}", board.name)));
         }
     }
+    options.board = Some(board.name.clone());
     println!(
         "wisp: board {} ({why}): {}",
         board.name,

@@ -203,9 +203,11 @@ impl Triggers {
         let reconciler = ctx.ex.spawn(reconcile(ctx.clone()));
         let flush = ctx.ex.spawn(flush(ctx.backend.clone()));
         let expire = ctx.ex.spawn(expire(ctx.backend.clone()));
+        // Not a trigger, but the same kind of housekeeping: each function's recent history.
+        let history = ctx.ex.spawn(crate::history::roll(ctx.deployed.clone()));
         Triggers {
             ctx,
-            _tasks: vec![reconciler, flush, expire],
+            _tasks: vec![reconciler, flush, expire, history],
         }
     }
 

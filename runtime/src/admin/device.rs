@@ -1,0 +1,95 @@
+//! What the dashboard shows beside the functions:
+//!
+//! - `GET /_wisp/device`: version, board profile, uptime, memory, workers, the store, and the
+//!   fleet when the device is in one;
+//! - `GET /_wisp/history` and `GET /_wisp/functions/NAME/history`: each function's last 15
+//!   minutes in 10-second steps (requests, 5xx errors, p50 and p99 latency, fuel).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::SystemTime;
+
+use serde_json::{Map, Value, json};
+
+use super::{Admin, error, json_response};
+use crate::history::{STEP, STEPS};
+use crate::http::Response;
+
+/// What the server was started as.
+#[derive(Debug, Clone)]
+pub struct Device {
+    /// The board profile applied, if any.
+    pub board: Option<String>,
+    pub workers: usize,
+    /// `embedded` or `redis`.
+    pub store: &'static str,
+    pub started: SystemTime,
+}
+
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The value of `field` (in kB) in a `/proc` file of `Name:   123 kB` lines, in bytes.
+fn proc_kib(file: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let line = text.lines().find(|l| l.split(':').next() == Some(field))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+pub fn device(admin: &Admin) -> Response {
+    let d = &admin.device;
+    let http = &admin.http_stats;
+    let fleet = admin.fleet.as_ref().map(|fleet| {
+        let f = fleet.figures();
+        json!({ "name": f.fleet, "device": f.device, "connected": f.connected })
+    });
+    let body = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "board": d.board,
+        "started_at": unix_ms(d.started),
+        "uptime_s": d.started.elapsed().map_or(0, |e| e.as_secs()),
+        "memory": {
+            "rss_bytes": proc_kib("/proc/self/status", "VmRSS"),
+            "total_bytes": proc_kib("/proc/meminfo", "MemTotal"),
+            "available_bytes": proc_kib("/proc/meminfo", "MemAvailable"),
+        },
+        "workers": d.workers,
+        "functions": admin.deployed().functions().len(),
+        "store": d.store,
+        "open_connections": http.open_connections.load(Relaxed),
+        "requests": http.requests.load(Relaxed),
+        "fleet": fleet,
+    });
+    json_response(200, &body)
+}
+
+/// One function's history, or every function's.
+pub fn history(admin: &Admin, name: Option<&str>) -> Response {
+    let functions = match name {
+        None => admin.deployed().functions(),
+        Some(name) => match admin.deployed().get(name) {
+            Some(f) => vec![f],
+            None => return error(404, format!("no function `{name}`")),
+        },
+    };
+    let mut by_name = Map::new();
+    for f in &functions {
+        let samples = f.stats.history.samples();
+        by_name.insert(f.name().to_string(), json!(samples));
+    }
+    let mut body = json!({
+        "step_s": STEP.as_secs(),
+        "steps": STEPS,
+        "now": unix_ms(SystemTime::now()) / 1000,
+    });
+    match name {
+        Some(name) => {
+            body["name"] = json!(name);
+            body["samples"] = by_name.remove(name).unwrap_or(Value::Array(vec![]));
+        }
+        None => body["functions"] = Value::Object(by_name),
+    }
+    json_response(200, &body)
+}
