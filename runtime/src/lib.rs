@@ -34,7 +34,8 @@
 //! stop), [`cli`] (the commands), [`board`] (server defaults sized for each class of device),
 //! [`fleet`] (devices joined through Redis: every deploy recorded in a log there and applied by
 //! every device, heartbeats, the list of devices), [`tls`] (the device's certificate for its
-//! HTTPS listener, and the fingerprints the CLI pins).
+//! HTTPS listener, and the fingerprints the CLI pins), [`history`] (each function's last 15
+//! minutes, for the dashboard), [`ui`] (the dashboard's page, built into the binary).
 
 pub mod admin;
 pub mod board;

@@ -309,6 +309,11 @@ fn without_redis_functions_serve_changes_are_refused_and_the_fleet_recovers() {
     let list = json(&b.admin("GET", "/_wisp/fleet", b""));
     assert_eq!(list["connected"], false);
     assert_eq!(list["devices"].as_array().unwrap().len(), 1);
+    // What the dashboard shows of the device.
+    let device = json(&b.admin("GET", "/_wisp/device", b""));
+    assert_eq!(device["store"], "redis");
+    let fleet = serde_json::json!({ "name": "default", "device": "b", "connected": false });
+    assert_eq!(device["fleet"], fleet);
     // Nothing changed anywhere.
     for server in [&a, &b, &c] {
         assert!(greets(server, "one"));

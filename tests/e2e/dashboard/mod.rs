@@ -4,6 +4,7 @@
 //! `target/e2e-artifacts/dashboard/`.
 
 mod api;
+mod views;
 mod webdriver;
 
 use std::path::PathBuf;
