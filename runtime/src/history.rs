@@ -112,12 +112,15 @@ impl History {
         }
     }
 
-    /// The closed steps, oldest first; none before the function's first invocation.
-    pub fn samples(&self) -> Vec<Sample> {
+    /// The closed steps that ended after `since` (seconds since the epoch) and had an
+    /// invocation, oldest first: a step left out had none.
+    pub fn samples(&self, since: u64) -> Vec<Sample> {
         let closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
         closed
             .iter()
-            .flat_map(|ring| ring.oldest_ordered().copied())
+            .flat_map(|ring| ring.oldest_ordered())
+            .filter(|s| s.at > since && s.requests > 0)
+            .copied()
             .collect()
     }
 }
@@ -179,7 +182,10 @@ mod tests {
     fn a_step_closes_into_a_sample_with_its_percentiles() {
         let history = History::default();
         history.close(10);
-        assert!(history.samples().is_empty(), "no ring before an invocation");
+        assert!(
+            history.closed.lock().unwrap().is_none(),
+            "no ring before an invocation"
+        );
         for _ in 0..98 {
             history.record(200, Duration::from_micros(300), 10);
         }
@@ -187,14 +193,18 @@ mod tests {
         history.record(504, Duration::from_secs(1), 5);
         history.close(20);
         history.close(30);
-        let samples = history.samples();
+        history.record(200, Duration::from_micros(5), 1);
+        history.close(40);
+        // The quiet step at 30 is kept, but not shown.
+        let samples = history.samples(0);
         assert_eq!(samples.len(), 2);
         let s = samples[0];
         assert_eq!((s.at, s.requests, s.errors, s.fuel), (20, 100, 2, 990));
         assert!((300..=340).contains(&s.p50_us), "{s:?}");
         assert!((20_000..=22_500).contains(&s.p99_us), "{s:?}");
-        let quiet = samples[1];
-        assert_eq!((quiet.at, quiet.requests, quiet.p99_us), (30, 0, 0));
+        assert_eq!((samples[1].at, samples[1].p99_us), (40, 5));
+        assert_eq!(history.samples(20), [samples[1]]);
+        assert_eq!(history.closed.lock().unwrap().as_ref().unwrap().len(), 3);
     }
 
     #[test]
@@ -204,7 +214,7 @@ mod tests {
             history.record(200, Duration::from_micros(50), 1);
             history.close(step);
         }
-        let samples = history.samples();
+        let samples = history.samples(0);
         assert_eq!(samples.len(), STEPS);
         assert_eq!(samples[0].at, 200 - STEPS as u64);
         assert_eq!(samples.last().unwrap().at, 199);

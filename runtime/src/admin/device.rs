@@ -3,16 +3,17 @@
 //! - `GET /_wisp/device`: version, board profile, uptime, memory, workers, the store, and the
 //!   fleet when the device is in one;
 //! - `GET /_wisp/history` and `GET /_wisp/functions/NAME/history`: each function's last 15
-//!   minutes in 10-second steps (requests, 5xx errors, p50 and p99 latency, fuel).
+//!   minutes in 10-second steps (requests, 5xx errors, p50 and p99 latency, fuel), the steps
+//!   without a call left out.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::SystemTime;
 
 use serde_json::{Map, Value, json};
 
-use super::{Admin, error, json_response};
+use super::{Admin, error, json_response, query_value};
 use crate::history::{STEP, STEPS};
-use crate::http::Response;
+use crate::http::{Request, Response};
 
 /// What the server was started as.
 #[derive(Debug, Clone)]
@@ -65,8 +66,17 @@ pub fn device(admin: &Admin) -> Response {
     json_response(200, &body)
 }
 
-/// One function's history, or every function's.
-pub fn history(admin: &Admin, name: Option<&str>) -> Response {
+/// One function's history, or every function's: the last `?steps=N` steps (1 to 90, all by
+/// default).
+pub fn history(admin: &Admin, name: Option<&str>, request: &Request) -> Response {
+    let steps = match query_value(request, "steps").map(str::parse::<u64>) {
+        None => STEPS as u64,
+        Some(Ok(n)) if (1..=STEPS as u64).contains(&n) => n,
+        Some(_) => return error(400, format!("steps is 1 to {STEPS}")),
+    };
+    let now = unix_ms(SystemTime::now()) / 1000;
+    let step = STEP.as_secs();
+    let since = (now / step).saturating_sub(steps) * step;
     let functions = match name {
         None => admin.deployed().functions(),
         Some(name) => match admin.deployed().get(name) {
@@ -76,14 +86,10 @@ pub fn history(admin: &Admin, name: Option<&str>) -> Response {
     };
     let mut by_name = Map::new();
     for f in &functions {
-        let samples = f.stats.history.samples();
+        let samples = f.stats.history.samples(since);
         by_name.insert(f.name().to_string(), json!(samples));
     }
-    let mut body = json!({
-        "step_s": STEP.as_secs(),
-        "steps": STEPS,
-        "now": unix_ms(SystemTime::now()) / 1000,
-    });
+    let mut body = json!({ "step_s": step, "steps": steps, "now": now });
     match name {
         Some(name) => {
             body["name"] = json!(name);

@@ -229,8 +229,8 @@ pub async fn handle(admin: &Admin, request: Request) -> Response {
     match (method, segments.as_slice()) {
         ("GET", ["metrics"]) => metrics(admin),
         ("GET", ["device"]) => device::device(admin),
-        ("GET", ["history"]) => device::history(admin, None),
-        ("GET", ["functions", name, "history"]) => device::history(admin, Some(name)),
+        ("GET", ["history"]) => device::history(admin, None, &request),
+        ("GET", ["functions", name, "history"]) => device::history(admin, Some(name), &request),
         (_, ["kv", rest @ ..]) => {
             let rest: Vec<&str> = rest.to_vec();
             kv::handle(admin, request, &rest).await

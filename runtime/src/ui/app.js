@@ -4,18 +4,22 @@
 
 const $ = (selector) => document.querySelector(selector);
 const REFRESH_MS = 5000;
+// Steps of the functions' summary: 5 minutes of 10 s.
+const SUMMARY_STEPS = 30;
 const TOKEN_KEY = 'wisp-token';
 
 const state = {
   token: null,
   view: 'functions',
   functions: [],
-  history: null,
+  history: null, // every function's last 5 minutes
+  chart: null, // the selected function's last 15
   selected: null,
   follow: null, // the AbortController of a followed log
   shownVersion: null, // the serving version when the versions were listed
   keysNext: null,
   timer: null,
+  refreshError: null, // the message a failed refresh left
 };
 
 // ---- The admin API ----
@@ -103,13 +107,15 @@ async function signIn(token) {
     await refresh();
   } catch (error) {
     failed(error);
+    // Whatever went wrong, the form stays, to try again.
+    $('#login').hidden = false;
     return;
   }
   $('#login').hidden = true;
   $('#app').hidden = false;
   $('#sign-out').hidden = false;
   clearInterval(state.timer);
-  state.timer = setInterval(() => refresh().catch(failed), REFRESH_MS);
+  state.timer = setInterval(refreshNow, REFRESH_MS);
 }
 
 // Resolves true when the user confirms `text`.
@@ -192,21 +198,38 @@ function show(view) {
   for (const section of document.querySelectorAll('main > section')) {
     section.hidden = section.id !== 'view-' + view;
   }
-  refresh().catch(failed);
+  refreshNow();
+}
+
+// A refresh whose failure (the device away, say) is said until a later refresh succeeds.
+function refreshNow() {
+  refresh().then(
+    () => {
+      if (state.refreshError && $('#message').textContent === state.refreshError) say('');
+      state.refreshError = null;
+    },
+    (error) => {
+      failed(error);
+      state.refreshError = $('#message').textContent;
+    },
+  );
 }
 
 async function refresh() {
-  const [device, list, history] = await Promise.all([
+  const name = state.selected;
+  const [device, list, history, chart] = await Promise.all([
     getJson('device'),
     getJson('functions'),
-    getJson('history'),
+    getJson('history?steps=' + SUMMARY_STEPS),
+    name ? getJson(`functions/${enc(name)}/history`).catch(() => null) : null,
   ]);
   state.functions = list.functions;
   state.history = history;
   renderDeviceLine(device);
   renderFunctions();
   const selected = state.functions.find((f) => f.name === state.selected);
-  if (selected) {
+  if (selected && chart && chart.name === state.selected) {
+    state.chart = chart;
     renderCharts();
     // Deployed or rolled back elsewhere (the CLI, another device of the fleet).
     if (selected.version !== state.shownVersion) await renderVersions(selected.name);
@@ -214,14 +237,12 @@ async function refresh() {
   if (state.view === 'device') renderDevice(device);
   if (state.view === 'topics') await renderTopics();
   if (state.view === 'keys') fillKeyChoices();
-  if ($('#message').className === 'error') say('');
 }
 
-// Samples of `name` for every step of the last 15 minutes, oldest first: the server keeps
-// none for the steps before a function's first call.
-function steps(name) {
-  const h = state.history;
-  const kept = new Map((h.functions[name] || []).map((s) => [s.at, s]));
+// A sample for every step of history `h`, oldest first: the server leaves out the steps
+// without a call.
+function steps(h, samples) {
+  const kept = new Map((samples || []).map((s) => [s.at, s]));
   const last = Math.floor(h.now / h.step_s) * h.step_s;
   const all = [];
   for (let i = h.steps - 1; i >= 0; i--) {
@@ -232,7 +253,7 @@ function steps(name) {
 }
 
 function summary(name) {
-  const s = steps(name), step = state.history.step_s;
+  const h = state.history, s = steps(h, h.functions[name]), step = h.step_s;
   const lastMinute = s.slice(-60 / step), lastFive = s.slice(-300 / step);
   const requests = lastFive.reduce((n, x) => n + x.requests, 0);
   const errors = lastFive.reduce((n, x) => n + x.errors, 0);
@@ -284,11 +305,20 @@ async function select(name) {
   const limits = Object.entries(f.limits || {}).filter(([, v]) => v != null).map(([k, v]) => `${k} ${v}`).join(', ');
   $('#detail-config').textContent = `version ${f.version}, ${bytes(f.size)}` +
     (f.methods.length ? `, methods ${f.methods.join(' ')}` : '') + (limits ? `, ${limits}` : '');
+  state.chart = null;
   renderCharts();
   $('#log').textContent = '';
   $('#follow').checked = false;
   try {
-    await Promise.all([renderVersions(name), loadLog(name)]);
+    const [chart] = await Promise.all([
+      getJson(`functions/${enc(name)}/history`),
+      renderVersions(name),
+      loadLog(name),
+    ]);
+    if (state.selected === name) {
+      state.chart = chart;
+      renderCharts();
+    }
   } catch (error) {
     failed(error);
   }
@@ -325,7 +355,8 @@ function chart(id, series, label) {
 }
 
 function renderCharts() {
-  const s = steps(state.selected), step = state.history.step_s;
+  const h = state.chart || { now: state.history.now, step_s: 10, steps: 90, samples: [] };
+  const s = steps(h, h.samples), step = h.step_s;
   chart('requests', [{ values: s.map((x) => x.requests / step), className: 'a' }], short);
   chart('errors', [{ values: s.map((x) => x.errors), className: 'bad' }], String);
   chart('latency', [

@@ -86,6 +86,16 @@ fn the_device_and_each_functions_last_minutes_are_served_to_the_admin() {
             .status,
         404
     );
+    let recent = server.admin("GET", "/_wisp/history?steps=1", b"");
+    assert!(recent.body.contains("\"steps\": 1"), "{}", recent.body);
+    assert_eq!(
+        server.admin("GET", "/_wisp/history?steps=0", b"").status,
+        400
+    );
+    assert_eq!(
+        server.admin("GET", "/_wisp/history?steps=91", b"").status,
+        400
+    );
     // Never called: no samples kept.
     let weather = server.admin("GET", "/_wisp/functions/weather/history", b"");
     assert!(weather.body.contains("\"samples\": []"), "{}", weather.body);

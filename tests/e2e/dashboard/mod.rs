@@ -9,6 +9,8 @@ mod webdriver;
 
 use std::path::PathBuf;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
 use crate::support::{Server, TOKEN, eventually, examples, module};
@@ -75,6 +77,28 @@ fn a_user_deploys_watches_rolls_back_and_deletes_in_a_real_browser() {
     assert!(echo.body.contains("method=GET"), "{}", echo.body);
     browser.wait_text("#functions tbody", |t| t.contains("probe"));
     shot("04-deployed");
+
+    // A module dropped on the page (a drop event carrying the file, as a drag from the
+    // desktop makes) deploys the same way.
+    let wasm = std::fs::read(module("date")).unwrap();
+    let drop = "const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0)); \
+                const files = new DataTransfer(); \
+                files.items.add(new File([bytes], 'date.wasm')); \
+                document.querySelector('#drop').dispatchEvent( \
+                    new DragEvent('drop', { dataTransfer: files, bubbles: true }))";
+    browser.click("nav button[data-view=deploy]");
+    browser.script(drop, json!([STANDARD.encode(&wasm)]));
+    browser.wait_text("#drop-text", |t| t.starts_with("date.wasm"));
+    browser.type_into("#deploy-name", "dropped");
+    browser.type_into("#deploy-route", "/dropped");
+    browser.click("#deploy-form button[type=submit]");
+    browser.wait_text("#confirm-text", |t| t.contains("as dropped on /dropped"));
+    browser.click("#confirm-ok");
+    browser.wait_text("#message", |t| t.contains("Deployed dropped version 1"));
+    let dropped = server.get("/dropped");
+    assert_eq!(dropped.status, 200);
+    assert!(dropped.body.contains("\"now\""), "{}", dropped.body);
+    browser.click("#functions tr[data-name=probe]");
 
     // Following its log, a failing call shows up as a line.
     browser.wait_text("#detail-name", |t| t == "probe");

@@ -207,10 +207,18 @@ impl Browser {
     pub fn wait_text(&self, selector: &str, check: impl Fn(&str) -> bool) -> String {
         let script = "const e = document.querySelector(arguments[0]); \
                       return e ? e.innerText : null";
-        eventually(20, &format!("the text of {selector}"), || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
             let text = self.script(script, json!([selector]));
-            text.as_str().filter(|t| check(t)).map(str::to_string)
-        })
+            if let Some(text) = text.as_str().filter(|t| check(t)) {
+                return text.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gave up waiting for the text of {selector}; it is {text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Saves a PNG of the viewport to `path`.
