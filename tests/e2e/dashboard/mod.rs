@@ -147,6 +147,14 @@ fn a_user_deploys_watches_rolls_back_and_deletes_in_a_real_browser() {
         fits_width(&browser).then_some(())
     });
     shot("08-phone");
+    browser.click("#functions tr[data-name=date]");
+    browser.wait_text("#versions tbody", |t| t.contains("v1"));
+    browser.script(
+        "document.querySelector('#detail').scrollIntoView()",
+        json!([]),
+    );
+    assert!(fits_width(&browser));
+    shot("08-phone-function");
     browser.click("nav button[data-view=device]");
     browser.wait_text("#device", |t| t.contains("Key-value store"));
     assert!(fits_width(&browser));
