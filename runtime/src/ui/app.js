@@ -234,7 +234,10 @@ async function refresh() {
     // Deployed or rolled back elsewhere (the CLI, another device of the fleet).
     if (selected.version !== state.shownVersion) await renderVersions(selected.name);
   }
-  if (state.view === 'device') renderDevice(device);
+  if (state.view === 'device') {
+    renderDevice(device);
+    await renderFleet(device);
+  }
   if (state.view === 'topics') await renderTopics();
   if (state.view === 'keys') fillKeyChoices();
 }
@@ -616,6 +619,23 @@ function renderDevice(d) {
   const list = $('#device');
   list.replaceChildren();
   for (const [term, value] of facts) list.append(element('dt', term), element('dd', String(value)));
+}
+
+// The devices of the fleet this one is in, as the fleet's Redis last heard of them.
+async function renderFleet(d) {
+  $('#fleet').hidden = !d.fleet;
+  if (!d.fleet) return;
+  const fleet = await getJson('fleet');
+  const body = $('#devices tbody');
+  body.replaceChildren();
+  for (const device of fleet.devices) {
+    const name = device.this ? device.name + ' (this one)' : device.name;
+    const seen = device.seen_ago == null ? '–' : `${device.seen_ago} s ago`;
+    const functions = Object.keys(device.functions || {}).length;
+    const tr = row([name, device.state, device.address || '–', functions, seen]);
+    tr.dataset.device = device.name;
+    body.append(tr);
+  }
 }
 
 // ---- Start ----

@@ -1,10 +1,11 @@
 //! The dashboard's other views in a real browser: topics with their dead letters (replayed
-//! from the page), the key-value store, the device.
+//! from the page), the key-value store, the device, and the fleet a device is in.
 
 use serde_json::json;
 
 use super::{artifacts, webdriver::Browser};
-use crate::support::{Server, TOKEN, eventually, function};
+use crate::redis_server::Redis;
+use crate::support::{Server, TOKEN, TempDir, eventually, function};
 
 #[test]
 fn topics_dead_letters_keys_and_the_device_in_a_real_browser() {
@@ -75,4 +76,25 @@ fn topics_dead_letters_keys_and_the_device_in_a_real_browser() {
     assert!(device.contains("embedded"), "{device}");
     assert!(device.contains("not in a fleet"), "{device}");
     shot("13-device");
+}
+
+#[test]
+fn a_device_in_a_fleet_shows_the_fleet_and_its_devices() {
+    let redis = Redis::start();
+    let data = [TempDir::new(), TempDir::new()];
+    let device = |data: &TempDir, name: &str| {
+        Server::serve(&data.0, &["--redis", &redis.url(), "--device", name])
+    };
+    let (a, _b) = (device(&data[0], "a"), device(&data[1], "b"));
+    let browser = Browser::start(1280, 900);
+    browser.goto(&format!("http://{}/_wisp/ui/#token={TOKEN}", a.addr));
+    browser.wait_text("#device-line", |t| t.contains("fleet default"));
+    browser.click("nav button[data-view=device]");
+    let device = browser.wait_text("#device", |t| t.contains("Fleet"));
+    assert!(device.contains("default, as a (connected)"), "{device}");
+    assert!(device.contains("redis"), "{device}");
+    let devices = browser.wait_text("#devices tbody", |t| t.contains("b\t"));
+    assert!(devices.contains("a (this one)"), "{devices}");
+    assert!(devices.contains("up"), "{devices}");
+    browser.screenshot(&artifacts().join("14-fleet.png"));
 }
