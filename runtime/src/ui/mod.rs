@@ -7,19 +7,22 @@ use crate::http::{Request, Response};
 
 const PREFIX: &str = "/_wisp/ui";
 
-/// Path, media type and text of each file of the page.
-const FILES: [(&str, &str, &str); 3] = [
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// Path, media type and text of each file of the page: the script is ES modules, one per
+/// part of the page.
+const FILES: [(&str, &str, &str); 7] = [
     ("/", "text/html; charset=utf-8", include_str!("index.html")),
-    (
-        "/app.js",
-        "text/javascript; charset=utf-8",
-        include_str!("app.js"),
-    ),
     (
         "/style.css",
         "text/css; charset=utf-8",
         include_str!("style.css"),
     ),
+    ("/app.js", JS, include_str!("app.js")),
+    ("/api.js", JS, include_str!("api.js")),
+    ("/dom.js", JS, include_str!("dom.js")),
+    ("/functions.js", JS, include_str!("functions.js")),
+    ("/views.js", JS, include_str!("views.js")),
 ];
 
 /// Only the page's own files, and calls back to this device: no inline script, no other site,
