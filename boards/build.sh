@@ -103,6 +103,11 @@ need_nightly
 # out larger, not smaller (0.17 MB on x86_64, 0.13 MB on aarch64; "z" larger still).
 build_std=(-Zbuild-std=std,panic_unwind
     -Zbuild-std-features=panic-unwind,backtrace,backtrace-trace-only,optimize_for_size)
+# For every crate, std included (boards/README.md, "Sizes"): a panic's message names no file and
+# line (0.1 MB), and derived Debug prints a value's type or variant without its fields (0.33 MB).
+# Given with --config, they add to the target's rustflags in .cargo/config.toml (RUSTFLAGS would
+# replace those).
+nightly_flags='"-Zlocation-detail=none", "-Zfmt-debug=shallow"'
 
 out_dir=target/boards/$profile
 mkdir -p "$out_dir"
@@ -114,7 +119,7 @@ for target in "${targets[@]}"; do
     say "building $target ($profile)"
     start=$SECONDS
     cargo "+$nightly" zigbuild --quiet --profile "$profile" --target "$target" -p wisp --bin wisp \
-        "${build_std[@]}"
+        "${build_std[@]}" --config "target.$target.rustflags = [$nightly_flags]"
     say "built $target in $((SECONDS - start)) s"
     cp "${CARGO_TARGET_DIR:-target}/$target/$profile/wisp" "$out_dir/wisp-$target"
     built+=("$out_dir/wisp-$target")
