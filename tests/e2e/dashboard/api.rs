@@ -21,9 +21,13 @@ fn the_page_loads_without_a_token_and_holds_no_data() {
         assert!(!page.body.contains(name), "the page shows {name}");
     }
     for (file, kind) in [
-        ("app.js", "text/javascript"),
-        ("style.css", "text/css"),
         ("index.html", "text/html"),
+        ("style.css", "text/css"),
+        ("app.js", "text/javascript"),
+        ("api.js", "text/javascript"),
+        ("dom.js", "text/javascript"),
+        ("functions.js", "text/javascript"),
+        ("views.js", "text/javascript"),
     ] {
         let reply = server.get(&format!("/_wisp/ui/{file}"));
         assert_eq!(reply.status, 200, "{file}");
