@@ -160,15 +160,7 @@ impl Deployed {
         config: FunctionConfig,
         wasm: &[u8],
     ) -> Result<(Arc<Function>, bool), DeployError> {
-        config.validate().map_err(DeployError::Config)?;
-        let limits = config.limits.apply(&self.defaults);
-        // Hashed once, for the module cache and the registry: on a board without SHA
-        // instructions a large module takes milliseconds.
-        let hash = registry::hash(wasm);
-        let module = self
-            .modules
-            .compile(&hash, wasm, limits)
-            .map_err(DeployError::Module)?;
+        let (hash, module) = self.compile(&config, wasm)?;
         let _deploying = lock(&self.deploying);
         let mut functions = lock(&self.functions);
         conflict(&functions, &config)?;
@@ -187,14 +179,27 @@ impl Deployed {
         config: &FunctionConfig,
         wasm: &[u8],
     ) -> Result<(String, Arc<Module>), DeployError> {
+        let (hash, module) = self.compile(config, wasm)?;
+        conflict(&lock(&self.functions), config)?;
+        Ok((hash, module))
+    }
+
+    /// Validates the configuration and compiles the module under its limits (or finds it
+    /// compiled): the module's hash and the module.
+    fn compile(
+        &self,
+        config: &FunctionConfig,
+        wasm: &[u8],
+    ) -> Result<(String, Arc<Module>), DeployError> {
         config.validate().map_err(DeployError::Config)?;
         let limits = config.limits.apply(&self.defaults);
+        // Hashed once, for the module cache and the registry: on a board without SHA
+        // instructions a large module takes milliseconds.
         let hash = registry::hash(wasm);
         let module = self
             .modules
             .compile(&hash, wasm, limits)
             .map_err(DeployError::Module)?;
-        conflict(&lock(&self.functions), config)?;
         Ok((hash, module))
     }
 
