@@ -106,13 +106,8 @@ const MAX_PAGE: u64 = 1000;
 
 /// Runs `wisp kv COMMAND`.
 pub fn kv(mut parser: lexopt::Parser) -> Result<ExitCode, Error> {
-    let command = match parser.next()? {
-        Some(Value(command)) => command.string()?,
-        Some(Short('h') | Long("help")) | None => {
-            print!("{HELP}");
-            return Ok(ExitCode::SUCCESS);
-        }
-        Some(other) => return Err(other.unexpected().into()),
+    let Some(command) = super::subcommand(&mut parser, HELP)? else {
+        return Ok(ExitCode::SUCCESS);
     };
     match command.as_str() {
         "ls" => ls(parser),

@@ -82,6 +82,20 @@ impl From<String> for Error {
     }
 }
 
+/// The command under `wisp kv`, `wisp secret`: the next argument, or `None` once `help` is
+/// printed, when there is none or it asks for help.
+fn subcommand(parser: &mut lexopt::Parser, help: &str) -> Result<Option<String>, Error> {
+    use lexopt::prelude::*;
+    match parser.next()? {
+        Some(Value(command)) => Ok(Some(command.string()?)),
+        Some(Short('h') | Long("help")) | None => {
+            print!("{help}");
+            Ok(None)
+        }
+        Some(other) => Err(other.unexpected().into()),
+    }
+}
+
 /// Runs the command `args` (without the program name) names.
 pub fn main(args: Vec<OsString>) -> Result<ExitCode, Error> {
     let mut parser = lexopt::Parser::from_args(args);

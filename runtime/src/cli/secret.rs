@@ -5,7 +5,6 @@
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
-use lexopt::prelude::*;
 use serde::Deserialize;
 
 use super::Error;
@@ -74,13 +73,8 @@ Options:
 
 /// Runs `wisp secret COMMAND`.
 pub fn secret(mut parser: lexopt::Parser) -> Result<ExitCode, Error> {
-    let command = match parser.next()? {
-        Some(Value(command)) => command.string()?,
-        Some(Short('h') | Long("help")) | None => {
-            print!("{HELP}");
-            return Ok(ExitCode::SUCCESS);
-        }
-        Some(other) => return Err(other.unexpected().into()),
+    let Some(command) = super::subcommand(&mut parser, HELP)? else {
+        return Ok(ExitCode::SUCCESS);
     };
     match command.as_str() {
         "set" => set(parser),
