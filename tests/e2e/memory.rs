@@ -1,20 +1,7 @@
 //! Memory per deployed function: functions deploying the same module share its code, and a
 //! version's code goes when the version goes.
 
-use crate::support::{Server, TempDir, module};
-
-/// `wasm` with a custom section appended: different bytes, and so a different module to the
-/// registry and the engine, with the same code.
-fn variant(wasm: &[u8], n: u64) -> Vec<u8> {
-    let mut section = vec![4];
-    section.extend_from_slice(b"wisp");
-    section.extend_from_slice(&n.to_le_bytes());
-    let mut out = wasm.to_vec();
-    out.push(0);
-    out.push(section.len() as u8);
-    out.extend_from_slice(&section);
-    out
-}
+use crate::support::{Server, TempDir, module, variant};
 
 #[test]
 fn functions_deploying_the_same_module_share_its_code() {

@@ -30,6 +30,19 @@ pub fn module(name: &str) -> PathBuf {
     modules().join(format!("{name}.wasm"))
 }
 
+/// `wasm` with a custom section appended: different bytes, and so a different module to the
+/// registry and the engine, with the same code.
+pub fn variant(wasm: &[u8], n: u64) -> Vec<u8> {
+    let mut section = vec![4];
+    section.extend_from_slice(b"wisp");
+    section.extend_from_slice(&n.to_le_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0);
+    out.push(section.len() as u8);
+    out.extend_from_slice(&section);
+    out
+}
+
 /// A scratch folder, removed when dropped.
 pub struct TempDir(pub PathBuf);
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::http::Http;
 use super::stats::Stats;
 use super::{Done, EXAMPLES, ROTATION, pause};
-use crate::support::modules;
+use crate::support::{modules, variant};
 
 /// The operator's key-value writes, reads and deletes, and a look at the admin API now and
 /// then.
@@ -191,16 +191,4 @@ pub(super) fn deployer(
             stats.deploys.fetch_add(1, Relaxed);
         }
     }
-}
-
-/// `wasm` with a custom section appended: a new module, with the same code, for each deploy.
-fn variant(wasm: &[u8], n: u64) -> Vec<u8> {
-    let mut section = vec![4];
-    section.extend_from_slice(b"wisp");
-    section.extend_from_slice(&n.to_le_bytes());
-    let mut out = wasm.to_vec();
-    out.push(0);
-    out.push(section.len() as u8);
-    out.extend_from_slice(&section);
-    out
 }
