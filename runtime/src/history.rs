@@ -90,7 +90,7 @@ impl History {
 
     /// Closes the current step, which ended at `at` (seconds since the epoch).
     pub fn close(&self, at: u64) {
-        let counts: Vec<u32> = self.latency.iter().map(|c| c.swap(0, Relaxed)).collect();
+        let counts: [u32; BUCKETS] = std::array::from_fn(|i| self.latency[i].swap(0, Relaxed));
         let requests: u32 = counts.iter().sum();
         let sample = Sample {
             at,

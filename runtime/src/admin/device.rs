@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use serde_json::{Map, Value, json};
 
 use super::{Admin, error, json_response, query_value};
+use crate::deployed::Function;
 use crate::history::{STEP, STEPS};
 use crate::http::{Request, Response};
 
@@ -77,25 +78,21 @@ pub fn history(admin: &Admin, name: Option<&str>, request: &Request) -> Response
     let now = unix_ms(SystemTime::now()) / 1000;
     let step = STEP.as_secs();
     let since = (now / step).saturating_sub(steps) * step;
-    let functions = match name {
-        None => admin.deployed().functions(),
-        Some(name) => match admin.deployed().get(name) {
-            Some(f) => vec![f],
-            None => return error(404, format!("no function `{name}`")),
-        },
-    };
-    let mut by_name = Map::new();
-    for f in &functions {
-        let samples = f.stats.history.samples(since);
-        by_name.insert(f.name().to_string(), json!(samples));
-    }
+    let samples = |f: &Function| json!(f.stats.history.samples(since));
     let mut body = json!({ "step_s": step, "steps": steps, "now": now });
     match name {
         Some(name) => {
+            let Some(f) = admin.deployed().get(name) else {
+                return error(404, format!("no function `{name}`"));
+            };
             body["name"] = json!(name);
-            body["samples"] = by_name.remove(name).unwrap_or(Value::Array(vec![]));
+            body["samples"] = samples(&f);
         }
-        None => body["functions"] = Value::Object(by_name),
+        None => {
+            let functions = admin.deployed().functions();
+            let all = functions.iter().map(|f| (f.name().to_string(), samples(f)));
+            body["functions"] = Value::Object(all.collect::<Map<_, _>>());
+        }
     }
     json_response(200, &body)
 }
