@@ -28,10 +28,12 @@ export class ApiError extends Error {
   }
 }
 
-export async function api(method, path, body) {
+// `signal` aborts the call, or the reading of its body (a followed log).
+export async function api(method, path, body, signal) {
   const response = await fetch('/_wisp/' + path, {
     method,
     body,
+    signal,
     cache: 'no-store',
     headers: { Authorization: 'Bearer ' + state.token },
   });

@@ -2,7 +2,7 @@
 // versions and rollback, delete, its log).
 
 import { $, bytes, button, element, micros, row, short } from './dom.js';
-import { ApiError, api, confirmAction, enc, failed, getJson, say, state } from './api.js';
+import { api, confirmAction, enc, failed, getJson, say, state } from './api.js';
 import { refresh } from './app.js';
 
 // A sample for every step of history `h`, oldest first: the server leaves out the steps
@@ -196,11 +196,8 @@ export async function follow(name) {
   const log = $('#log');
   log.textContent = '';
   try {
-    const response = await fetch(`/_wisp/functions/${enc(name)}/logs?follow`, {
-      headers: { Authorization: 'Bearer ' + state.token },
-      signal: controller.signal,
-    });
-    if (!response.ok) throw new ApiError(response.status, response.statusText);
+    const path = `functions/${enc(name)}/logs?follow`;
+    const response = await api('GET', path, undefined, controller.signal);
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     for (;;) {
       const { value, done } = await reader.read();
